@@ -1,0 +1,347 @@
+"""The run config: one YAML file describes a fine-tuning job, validated here with pydantic.
+
+Every field carries a description that doubles as documentation. Errors name the file and the dotted
+key, and unknown keys get a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tunesmith.errors import TunesmithError
+
+Task = Literal["causal_lm", "seq2seq", "classification"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+
+
+class _Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which pre-trained model to start from."""
+
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="An embedded alias (smollm2-135m-instruct, minilm-l6), a Hugging Face hub id, "
+        "a local Hugging Face directory, or a local .gguf file.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    trust_remote_code: bool = Field(False, description="Allow model code shipped with the weights to run.")
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel (sdpa, eager, flash_attention_2); None lets transformers pick."
+    )
+
+
+class DataConfig(_Section):
+    """Where the examples come from and how each row becomes text the model sees."""
+
+    train: Path = Field(..., description="Training table: .csv, .tsv, .jsonl/.json or .parquet.")
+    eval: Path | None = Field(None, description="Separate eval table; when unset, eval_fraction is split off.")
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0, description="Share of rows held out for eval.")
+    split_seed: int = Field(42, description="Seed of the train/eval split.")
+    prompt: str | None = Field(None, description="Prompt template with {column} placeholders (causal_lm).")
+    response: str | None = Field(None, description="Response template with {column} placeholders (causal_lm).")
+    system: str | None = Field(None, description="System prompt, used when the tokenizer has a chat template.")
+    chat_template: Literal["auto", "on", "off"] = Field(
+        "auto", description="Render through the tokenizer's chat template: auto uses it when one exists."
+    )
+    max_length: int = Field(512, ge=8, description="Tokens per example; longer rows are truncated and counted.")
+    loss_on: Literal["response", "all"] = Field(
+        "response", description="Which tokens carry loss: only the response (default) or the whole example."
+    )
+
+
+class EvalConfig(_Section):
+    """How evaluation and generation run."""
+
+    batch_size: int = Field(8, ge=1, description="Rows per generation / evaluation batch.")
+    max_new_tokens: int = Field(96, ge=1, description="Longest generated answer, in tokens.")
+
+
+class TrainConfig(_Section):
+    """The optimisation: schedule, batch, precision, checkpoints."""
+
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up.")
+    batch_size: int = Field(8, ge=1, description="Examples per device per step.")
+    grad_accum: int = Field(1, ge=1, description="Gradient accumulation steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 turns clipping off).")
+    seed: int = Field(42, description="Seed for weights init of new parts, dropout and data order.")
+    precision: Precision = Field(
+        "auto", description="auto: bf16 where the CPU/GPU supports it, else fp32; or bf16, fp16, fp32."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    packing: bool = Field(
+        True, description="Causal LM: concatenate rows without padding, attention kept inside each row."
+    )
+    logging_steps: int = Field(5, ge=1, description="Log loss every N steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps; unset: once per epoch.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (for --resume).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations without eval-loss improvement."
+    )
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+
+
+class ExportConfig(_Section):
+    """What is written to the run's model/ directory."""
+
+    merge: bool = Field(False, description="Also write the adapter merged into full weights (model/merged).")
+
+
+class FullMethod(_Section):
+    """Update every weight."""
+
+    name: Literal["full"] = "full"
+
+
+class FreezeMethod(_Section):
+    """Train everything except the frozen parts."""
+
+    name: Literal["freeze"] = "freeze"
+    embeddings: bool = Field(True, description="Freeze the input embeddings.")
+    layers: int = Field(0, ge=0, description="Freeze the first N transformer blocks.")
+    modules: list[str] = Field(default_factory=list, description="Freeze parameters whose name contains one.")
+    regex: str | None = Field(None, description="Freeze parameters whose name matches this regex.")
+    encoder: bool = Field(False, description="Encoder-decoder models: freeze the whole encoder.")
+
+
+class LoraMethod(_Section):
+    """Low-rank adapters (peft)."""
+
+    name: Literal["lora"] = "lora"
+    r: int = Field(16, ge=1, description="Adapter rank.")
+    alpha: int = Field(32, ge=1, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names to adapt, or all-linear."
+    )
+
+
+class DoraMethod(LoraMethod):
+    """Weight-decomposed low-rank adapters (peft LoRA with use_dora)."""
+
+    name: Literal["dora"] = "dora"  # type: ignore[assignment]
+
+
+class IA3Method(_Section):
+    """(IA)^3: learned rescaling vectors (peft)."""
+
+    name: Literal["ia3"] = "ia3"
+    target_modules: list[str] | None = Field(None, description="Modules to rescale; None: peft's default.")
+    feedforward_modules: list[str] | None = Field(None, description="Which of them are feed-forward.")
+
+
+class PromptTuningMethod(_Section):
+    """Learned soft prompt tokens (peft)."""
+
+    name: Literal["prompt_tuning"] = "prompt_tuning"
+    num_virtual_tokens: int = Field(20, ge=1, description="Soft prompt length.")
+    init_text: str | None = Field(None, description="Initialise the soft prompt from this text.")
+
+
+class PrefixTuningMethod(_Section):
+    """Learned key/value prefixes in every layer (peft)."""
+
+    name: Literal["prefix_tuning"] = "prefix_tuning"
+    num_virtual_tokens: int = Field(20, ge=1, description="Prefix length.")
+
+
+METHOD_CONFIGS: dict[str, type[_Section]] = {
+    "full": FullMethod,
+    "freeze": FreezeMethod,
+    "lora": LoraMethod,
+    "dora": DoraMethod,
+    "ia3": IA3Method,
+    "prompt_tuning": PromptTuningMethod,
+    "prefix_tuning": PrefixTuningMethod,
+}
+
+MethodConfig = Annotated[
+    FullMethod | FreezeMethod | LoraMethod | DoraMethod | IA3Method | PromptTuningMethod | PrefixTuningMethod,
+    Field(discriminator="name"),
+]
+
+
+class RunConfig(_Section):
+    """A whole fine-tuning job."""
+
+    name: str = Field("run", description="Run name; the run directory is <name>-<timestamp>.")
+    task: Task = Field("causal_lm", description="causal_lm, seq2seq or classification.")
+    model: ModelConfig = Field(default_factory=lambda: ModelConfig())
+    data: DataConfig
+    method: MethodConfig = Field(default_factory=lambda: LoraMethod())
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig())
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
+    export: ExportConfig = Field(default_factory=lambda: ExportConfig())
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _lora_when_unnamed(cls, value: Any) -> Any:
+        # `method: {r: 8}` means LoRA, the default method.
+        if isinstance(value, dict) and "name" not in value:
+            return {"name": "lora", **value}
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_directory_name(cls, value: str) -> str:
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError("must be a plain name (no '/', not starting with '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _templates_for_task(self) -> RunConfig:
+        if self.task == "causal_lm":
+            for key in ("prompt", "response"):
+                if not getattr(self.data, key):
+                    raise ValueError(f"data.{key} is required for task causal_lm")
+        return self
+
+    def config_hash(self) -> str:
+        """A short stable hash of the resolved config (same settings, same hash)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config, apply ``key=value`` overrides and validate it.
+
+    Relative data paths are resolved against the config file's directory.
+    """
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    for item in overrides or []:
+        apply_override(raw, item)
+    config = validate_config(raw, source=str(path))
+    return resolve_paths(config, path.parent)
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file and line."""
+    if not path.is_file():
+        raise TunesmithError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise TunesmithError(f"{path}: not UTF-8 text (byte {err.start})") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise TunesmithError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', err)}") from err
+    if raw is None:
+        raise TunesmithError(f"{path}: config file is empty")
+    if not isinstance(raw, dict):
+        raise TunesmithError(f"{path}: expected a mapping of sections (task, model, data, ...)")
+    return raw
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override in place; the value is parsed as YAML."""
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise TunesmithError(f"--set {item!r}: expected key=value, e.g. train.learning_rate=1e-4")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise TunesmithError(f"--set {item!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a raw mapping into a RunConfig; the first problem becomes one TunesmithError line."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = [_describe_error(e, raw) for e in err.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise TunesmithError(f"{source}: {problems[0]}{more}") from err
+
+
+def resolve_paths(config: RunConfig, base: Path) -> RunConfig:
+    """Make data paths absolute, relative to ``base`` (the config file's directory)."""
+    data = config.data
+    data.train = _absolute(data.train, base)
+    if data.eval is not None:
+        data.eval = _absolute(data.eval, base)
+    return config
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML (every default filled in)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _describe_error(error: Any, raw: dict[str, Any]) -> str:
+    loc = _strip_union_tags(tuple(error["loc"]))
+    key = ".".join(str(p) for p in loc) or "config"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        hint = _did_you_mean(loc, raw)
+        return f"unknown key {key}{hint}"
+    if kind in ("union_tag_invalid", "literal_error") and loc and loc[0] == "method" and loc[-1] in ("method", "name"):
+        return f"method.name: unknown method {_method_name(raw)!r}; choose one of {', '.join(METHOD_CONFIGS)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{key}: {message}" if key != "config" else message
+
+
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts the union member's tag in the location (method.lora.r); users wrote method.r.
+    if len(loc) >= 2 and loc[0] == "method" and loc[1] in METHOD_CONFIGS:
+        return (loc[0], *loc[2:])
+    return loc
+
+
+def _method_name(raw: dict[str, Any]) -> Any:
+    method = raw.get("method")
+    return method.get("name") if isinstance(method, dict) else method
+
+
+def _did_you_mean(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    known = _known_keys(loc[:-1], raw)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known keys: {', '.join(sorted(known))}" if known else ""
+
+
+def _known_keys(parent: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in parent:
+        if part == "method" and model is RunConfig:
+            model = METHOD_CONFIGS.get(str(_method_name(raw) or "lora"), LoraMethod)
+            continue
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,24 @@
+"""Where tunesmith talks to the user: progress and notes go to stderr, results to stdout."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
+
+
+def say(message: str) -> None:
+    """A progress note for the user (stderr, so stdout stays clean for results)."""
+    err_console.print(message, markup=False)
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and info logs; tunesmith reports progress itself."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()

@@ -1,0 +1,1 @@
+"""Data: read a table, check and render its templates, split, tokenise (cached), collate."""

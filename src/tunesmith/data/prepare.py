@@ -1,0 +1,211 @@
+"""The data pipeline: read -> check columns -> render -> split -> tokenise (cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from tunesmith.config import DataConfig
+from tunesmith.data.render import Pair, render_pairs
+from tunesmith.data.tables import read_table
+from tunesmith.data.templates import check_columns
+from tunesmith.data.tokenize import tokenize_pairs
+from tunesmith.errors import TunesmithError
+from tunesmith.models.gguf import cache_root
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+# Bump when tokenisation changes meaning, so stale caches are never reused.
+CACHE_VERSION = "1"
+
+
+@dataclass
+class Tables:
+    """The raw tables and their sha256, read and checked before any model loads."""
+
+    train: pd.DataFrame
+    eval: pd.DataFrame | None
+    sha256: dict[str, str]
+
+
+@dataclass
+class DataStats:
+    """Counts printed after preparation and saved in run.json."""
+
+    rows_read: int = 0
+    dropped_empty: int = 0
+    truncated: int = 0
+    dropped_truncated: int = 0
+    train_rows: int = 0
+    eval_rows: int = 0
+    train_tokens: int = 0
+    max_length: int = 0
+    cached: bool = False
+
+    def summary(self) -> str:
+        """One line for the console."""
+        return (
+            f"{self.train_rows} train / {self.eval_rows} eval rows, {self.train_tokens:,} train tokens; "
+            f"dropped {self.dropped_empty} empty, truncated {self.truncated} over max_length={self.max_length}"
+            + (f" ({self.dropped_truncated} dropped: nothing left to learn)" if self.dropped_truncated else "")
+        )
+
+
+@dataclass
+class PreparedData:
+    """Tokenised splits plus the text pairs they came from."""
+
+    train: Dataset
+    eval: Dataset | None
+    eval_pairs: list[Pair]
+    stats: DataStats
+    sha256: dict[str, str] = field(default_factory=dict)
+
+
+def read_tables(cfg: DataConfig) -> Tables:
+    """Read the data files and check the templates against their columns (cheap: no model needed)."""
+    templates = {"data.prompt": cfg.prompt, "data.response": cfg.response}
+    train = read_table(cfg.train, "data.train")
+    check_columns(templates, train.columns, cfg.train)
+    sha = {str(cfg.train): file_sha256(cfg.train)}
+    evaluation = None
+    if cfg.eval is not None:
+        evaluation = read_table(cfg.eval, "data.eval")
+        check_columns(templates, evaluation.columns, cfg.eval)
+        sha[str(cfg.eval)] = file_sha256(cfg.eval)
+    return Tables(train, evaluation, sha)
+
+
+def prepare_data(cfg: DataConfig, tables: Tables, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+    """Render, split and tokenise; tokenised splits are cached by content, template and tokenizer."""
+    assert cfg.prompt is not None and cfg.response is not None
+    stats = DataStats(rows_read=len(tables.train), max_length=cfg.max_length)
+    pairs, stats.dropped_empty = render_pairs(tables.train, cfg.prompt, cfg.response)
+    if not pairs:
+        raise TunesmithError(
+            f"data.train: {cfg.train}: no usable rows ({stats.dropped_empty} have an empty prompt or response)"
+        )
+    train_pairs, eval_pairs = _split(pairs, cfg, tables)
+    train = _tokenized(train_pairs, tokenizer, cfg, stats, "data.train")
+    evaluation = _tokenized(eval_pairs, tokenizer, cfg, stats, "data.eval") if eval_pairs else None
+    stats.train_rows, stats.eval_rows = len(train), len(evaluation) if evaluation is not None else 0
+    stats.train_tokens = int(sum(train["length"]))
+    return PreparedData(train, evaluation, eval_pairs, stats, tables.sha256)
+
+
+def _split(pairs: list[Pair], cfg: DataConfig, tables: Tables) -> tuple[list[Pair], list[Pair]]:
+    if tables.eval is not None:
+        assert cfg.response is not None and cfg.prompt is not None
+        eval_pairs, _ = render_pairs(tables.eval, cfg.prompt, cfg.response)
+        if not eval_pairs:
+            raise TunesmithError(f"data.eval: {cfg.eval}: no usable rows (every prompt or response is empty)")
+        return pairs, eval_pairs
+    if cfg.eval_fraction == 0 or len(pairs) < 2:
+        return pairs, []
+    order = list(range(len(pairs)))
+    random.Random(cfg.split_seed).shuffle(order)
+    n_eval = min(len(pairs) - 1, max(1, round(len(pairs) * cfg.eval_fraction)))
+    held_out = set(order[:n_eval])
+    return (
+        [p for i, p in enumerate(pairs) if i not in held_out],
+        [p for i, p in enumerate(pairs) if i in held_out],
+    )
+
+
+def _tokenized(
+    pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, stats: DataStats, key: str
+) -> Dataset:
+    from datasets import Dataset, load_from_disk
+
+    cache_dir = cache_root() / "tokens" / _cache_key(pairs, tokenizer, cfg)
+    if (cache_dir / "meta.json").is_file():
+        meta = json.loads((cache_dir / "meta.json").read_text())
+        _add_counts(stats, meta, key, cfg)
+        stats.cached = True
+        return load_from_disk(str(cache_dir / "dataset"))
+    examples, tok_stats = tokenize_pairs(pairs, tokenizer, cfg)
+    meta = {
+        "truncated": tok_stats.truncated,
+        "dropped_truncated": tok_stats.dropped_truncated,
+        "rows": len(pairs),
+        "shortest": min(tok_stats.lengths, default=0),
+    }
+    _add_counts(stats, meta, key, cfg)
+    dataset = Dataset.from_dict(
+        {
+            "input_ids": [e["input_ids"] for e in examples],
+            "labels": [e["labels"] for e in examples],
+            "length": [len(e["input_ids"]) for e in examples],
+        }
+    )
+    _save_atomically(dataset, meta, cache_dir)
+    return dataset
+
+
+def _add_counts(stats: DataStats, meta: dict[str, Any], key: str, cfg: DataConfig) -> None:
+    if meta["rows"] and meta["truncated"] == meta["rows"]:
+        raise TunesmithError(
+            f"data.max_length: every row of {key} is longer than {cfg.max_length} tokens "
+            f"(the shortest has {meta['shortest']})",
+            hint="raise data.max_length or shorten the templates",
+        )
+    if meta["dropped_truncated"] == meta["rows"]:
+        raise TunesmithError(f"data.max_length: no response token of {key} fits in {cfg.max_length} tokens")
+    stats.truncated += meta["truncated"]
+    stats.dropped_truncated += meta["dropped_truncated"]
+
+
+def _save_atomically(dataset: Dataset, meta: dict[str, Any], cache_dir: Path) -> None:
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir.parent))
+    try:
+        dataset.save_to_disk(str(staging / "dataset"))
+        (staging / "meta.json").write_text(json.dumps(meta))
+        staging.rename(cache_dir)
+    except OSError:
+        if not (cache_dir / "meta.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cache_key(pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig) -> str:
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _TOKENIZE_KEYS}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    digest.update(tokenizer_fingerprint(tokenizer).encode())
+    for pair in pairs:
+        digest.update(json.dumps(asdict(pair)).encode())
+    return digest.hexdigest()[:24]
+
+
+_TOKENIZE_KEYS = {"system", "chat_template", "max_length", "loss_on"}
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash that changes whenever the tokenizer would produce different ids or templates."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    digest.update(backend.to_str().encode() if backend is not None else str(tokenizer.get_vocab()).encode())
+    digest.update(str(getattr(tokenizer, "chat_template", "")).encode())
+    digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Evaluation: batched generation, task metrics, base against tuned."""

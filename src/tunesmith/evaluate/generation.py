@@ -1,0 +1,170 @@
+"""Batched generation from a run's model: left padding, KV cache, greedy by default."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import RunConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.rundir import read_run
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings; the same settings give the same outputs."""
+
+    max_new_tokens: int = 96
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """For eval.json and logs."""
+        return asdict(self)
+
+
+@dataclass
+class LoadedRun:
+    """A completed run's config and its model, ready to generate."""
+
+    run_dir: Path
+    config: RunConfig
+    model: Any
+    tokenizer: Any
+    adapter: bool
+    precision: str
+
+
+def load_run_model(run_dir: Path) -> LoadedRun:
+    """Load the tuned model of a completed run (base + adapter, or the full weights)."""
+    from tunesmith.console import quiet_libraries
+    from tunesmith.models import ResolvedModel, load_model, load_tokenizer, resolve_model
+
+    quiet_libraries()
+    config, record = read_run(run_dir)
+    model_dir = run_dir / "model"
+    if not model_dir.is_dir():
+        raise TunesmithError(f"{run_dir}: the run has no model/ directory")
+    saved = ResolvedModel(str(model_dir), str(model_dir), "local")
+    tokenizer = load_tokenizer(saved, config.model)
+    adapter = (model_dir / "adapter_config.json").is_file()
+    if adapter:
+        from peft import PeftModel
+
+        base = load_model(resolve_model(config.model.name, config.model.revision), config.model, config.task)
+        model: Any = PeftModel.from_pretrained(base, str(model_dir))
+    else:
+        model = load_model(saved, config.model, config.task)
+    model.eval()
+    precision = str(record.data.get("precision", {}).get("value", "fp32"))
+    return LoadedRun(run_dir, config, model, tokenizer, adapter, precision)
+
+
+def load_base_model(run: LoadedRun) -> Any:
+    """The untouched pre-trained model of a run (for full fine-tunes; adapters just switch off)."""
+    from tunesmith.models import load_model, resolve_model
+
+    cfg = run.config
+    return load_model(resolve_model(cfg.model.name, cfg.model.revision), cfg.model, cfg.task).eval()
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    config: RunConfig,
+    prompts: list[str],
+    decoding: Decoding,
+    batch_size: int,
+    precision: str,
+) -> list[str]:
+    """Answer each (already rendered from the template) prompt; batches are left-padded for the KV cache."""
+    import torch
+
+    from tunesmith.data.tokenize import prompt_text
+
+    texts = [prompt_text(tokenizer, config.data, p) for p in prompts]
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        torch.manual_seed(decoding.seed)
+        with torch.inference_mode(), _autocast(precision):
+            generated = model.generate(**batch, **_generate_kwargs(tokenizer, decoding))
+        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    return outputs
+
+
+def _generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": decoding.max_new_tokens,
+        "do_sample": decoding.do_sample,
+        "repetition_penalty": decoding.repetition_penalty,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "use_cache": True,
+    }
+    if decoding.do_sample:
+        kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
+
+
+@contextlib.contextmanager
+def _autocast(precision: str) -> Iterator[None]:
+    import torch
+
+    if precision == "bf16":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        with torch.autocast(device, dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
+def base_model_view(run: LoadedRun) -> Iterator[Any]:
+    """The base model: the same object with its adapter switched off, or a fresh load for full fine-tunes."""
+    if run.adapter:
+        with run.model.disable_adapter():
+            yield run.model
+    else:
+        yield load_base_model(run)
+
+
+def prompts_from_file(path: Path, config: RunConfig) -> list[str]:
+    """Render every row of ``path`` with the run's prompt template."""
+    from tunesmith.data.tables import read_table
+    from tunesmith.data.templates import check_columns, render
+
+    assert config.data.prompt is not None
+    frame = read_table(path, "--input")
+    check_columns({"data.prompt": config.data.prompt}, frame.columns, path)
+    return [render(config.data.prompt, {str(k): v for k, v in row.items()}) for row in frame.to_dict(orient="records")]
+
+
+def answer(
+    run_dir: Path, prompts: list[str] | None, input_file: Path | None, decoding: Decoding, compare_base: bool
+) -> tuple[list[str], list[str], list[str] | None]:
+    """(prompts, tuned outputs, base outputs or None) for ``tunesmith generate``."""
+    run = load_run_model(run_dir)
+    if input_file is not None:
+        prompts = prompts_from_file(input_file, run.config)
+    if not prompts:
+        raise TunesmithError("generate: give --prompt TEXT or --input FILE")
+    batch = run.config.eval.batch_size
+    tuned = generate(run.model, run.tokenizer, run.config, prompts, decoding, batch, run.precision)
+    base = None
+    if compare_base:
+        with base_model_view(run) as base_model:
+            base = generate(base_model, run.tokenizer, run.config, prompts, decoding, batch, run.precision)
+    return prompts, tuned, base

@@ -1,0 +1,1 @@
+"""Training: the run life cycle on the Hugging Face Trainer."""

@@ -1,0 +1,86 @@
+"""Trainer callbacks: a progress bar with loss, tokens/s and ETA, and metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+class ProgressCallback(TrainerCallback):
+    """One progress bar: step, loss, tokens/s (non-pad tokens), ETA."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.loss: float | None = None
+        self.start_time = 0.0
+        self.start_tokens = 0
+        self.tokens_per_second = 0.0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", mininterval=1.0)
+        self.start_time, self.start_tokens = time.perf_counter(), state.num_input_tokens_seen
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is None:
+            return
+        elapsed = time.perf_counter() - self.start_time
+        if elapsed > 0:
+            self.tokens_per_second = (state.num_input_tokens_seen - self.start_tokens) / elapsed
+        postfix = {"tok/s": f"{self.tokens_per_second:.0f}"}
+        if self.loss is not None:
+            postfix = {"loss": f"{self.loss:.4f}", **postfix}
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Append every log event (training loss, evaluations) to metrics.jsonl as one JSON object."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or not state.is_world_process_zero:
+            return
+        record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3)}
+        record["tokens_seen"] = state.num_input_tokens_seen
+        record.update({k: v for k, v in logs.items() if isinstance(v, int | float | str)})
+        with self.path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+class GracefulStopCallback(TrainerCallback):
+    """First Ctrl-C / SIGTERM: finish the step, save a checkpoint, stop. A second one aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def request(self, signum: int, frame: Any) -> None:
+        """Signal handler."""
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        from tunesmith.console import say
+
+        say("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort now)")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

@@ -1,0 +1,299 @@
+"""``tunesmith train``: setup -> train -> save -> cleanup, on the Hugging Face Trainer.
+
+Everything that can fail because of user input (data, templates, model, lengths) is checked before the
+run directory is created, so a bad config never leaves a half-made run behind. Once the run exists,
+its run.json says what happened to it: running, completed, failed or interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.config import RunConfig, dump_config, load_config
+from tunesmith.console import quiet_libraries, say
+from tunesmith.data.prepare import DataStats, PreparedData, Tables, prepare_data, read_tables
+from tunesmith.errors import TunesmithError
+
+if TYPE_CHECKING:
+    from tunesmith.train.callbacks import GracefulStopCallback
+from tunesmith.rundir import RunRecord, Stopwatch, atomic_write, environment_versions, new_run_dir, now_iso
+
+
+@dataclass
+class RunResult:
+    """What a finished training run produced."""
+
+    run_dir: Path
+    metrics: dict[str, float]
+    tokens_per_second: float
+    stats: DataStats
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Session:
+    """Everything loaded for one run."""
+
+    model: Any
+    tokenizer: Any
+    data: PreparedData
+    resolved: Any
+    precision: tuple[str, str]
+    packing: bool
+    adapter: bool
+
+
+def train(cfg: RunConfig, output_dir: Path = Path("runs"), resume: Path | None = None) -> RunResult:
+    """Fine-tune the model described by ``cfg``; write a run directory under ``output_dir``.
+
+    With ``resume``, continue that run from its last checkpoint instead of starting a new one.
+    """
+    quiet_libraries()
+    watch = Stopwatch()
+    checkpoint = _check_resumable(resume, cfg) if resume is not None else None
+    with watch.measure("setup"):
+        tables = read_tables(cfg.data)
+        session = _load(cfg, tables)
+    run_dir = resume if resume is not None else new_run_dir(output_dir, cfg.name)
+    record = _start_record(run_dir, cfg, session, resume is not None)
+    say(f"run: {run_dir}")
+    from tunesmith.train.callbacks import GracefulStopCallback
+
+    stop = GracefulStopCallback()
+    try:
+        with _signals_stop_gracefully(stop):
+            trainer, progress = _build_trainer(cfg, session, run_dir, stop)
+            with watch.measure("train"):
+                trainer.train(resume_from_checkpoint=checkpoint)
+            if stop.requested:
+                raise KeyboardInterrupt
+            with watch.measure("save"):
+                metrics = _evaluate_and_save(cfg, session, trainer, run_dir)
+    except KeyboardInterrupt:
+        record.set_status("interrupted", timings=watch.timings, hint=f"resume with --resume {run_dir}")
+        raise
+    except BaseException as err:
+        record.set_status("failed", error=f"{type(err).__name__}: {err}", timings=watch.timings)
+        raise
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    train_summary = {
+        "steps": trainer.state.global_step,
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        "tokens_per_second": round(progress.tokens_per_second, 1),
+    }
+    record.set_status("completed", finished_at=now_iso(), timings=watch.timings, metrics=metrics, train=train_summary)
+    return RunResult(run_dir, metrics, progress.tokens_per_second, session.data.stats, watch.timings)
+
+
+def train_from_file(config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None = None) -> RunResult:
+    """Load a config file (with ``--set`` overrides) and train it."""
+    return train(load_config(config_path, overrides), output_dir, resume)
+
+
+def _load(cfg: RunConfig, tables: Tables) -> _Session:
+    from transformers import set_seed
+
+    from tunesmith.data.collate import supports_packing
+    from tunesmith.methods import apply_method, get_method, parameter_counts
+    from tunesmith.models import load_model, load_tokenizer, resolve_model
+    from tunesmith.train.precision import resolve_precision
+
+    method = get_method(cfg.method.name)
+    precision = resolve_precision(cfg.train.precision)
+    resolved = resolve_model(cfg.model.name, cfg.model.revision)
+    tokenizer = load_tokenizer(resolved, cfg.model)
+    data = prepare_data(cfg.data, tables, tokenizer)
+    say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
+    set_seed(cfg.train.seed)
+    model = apply_method(load_model(resolved, cfg.model, cfg.task), cfg.method, cfg.task)
+    trainable, total = parameter_counts(model)
+    say(
+        f"model: {cfg.model.name} ({resolved.source}), method {cfg.method.name}: "
+        f"{trainable:,} trainable / {total:,} parameters ({100 * trainable / total:.2f}%)"
+    )
+    packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    say(f"precision: {precision[0]} ({precision[1]}); batches: {'packed, no padding' if packing else 'padded'}")
+    return _Session(model, tokenizer, data, resolved, precision, packing, method.adapter)
+
+
+def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: bool) -> RunRecord:
+    from tunesmith.methods import parameter_counts
+
+    atomic_write(run_dir / "config.yaml", dump_config(cfg))
+    record = RunRecord(run_dir)
+    trainable, total = parameter_counts(session.model)
+    fields: dict[str, Any] = {
+        "name": cfg.name,
+        "task": cfg.task,
+        "method": cfg.method.name,
+        "model": {
+            "name": cfg.model.name,
+            "source": session.resolved.source,
+            "location": session.resolved.location,
+        },
+        "config_hash": cfg.config_hash(),
+        "seed": cfg.train.seed,
+        "precision": {"value": session.precision[0], "reason": session.precision[1]},
+        "packing": session.packing,
+        "parameters": {"trainable": trainable, "total": total},
+        "versions": environment_versions(),
+        "data": {"sha256": session.data.sha256, "stats": vars(session.data.stats)},
+        "pid": os.getpid(),
+    }
+    if resumed:
+        fields["resumed_at"] = [*record.data.get("resumed_at", []), now_iso()]
+    else:
+        fields["started_at"] = now_iso()
+    record.update(**fields)
+    record.set_status("running")
+    return record
+
+
+def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: GracefulStopCallback) -> tuple[Any, Any]:
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
+
+    from tunesmith.data.collate import make_collator
+    from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
+
+    progress = ProgressCallback()
+    callbacks: list[Any] = [progress, MetricsFileCallback(run_dir / "metrics.jsonl"), stop]
+    if cfg.train.early_stopping_patience and session.data.eval is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    if cfg.train.gradient_checkpointing and session.adapter:
+        session.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
+    trainer = Trainer(
+        model=session.model,
+        args=_training_arguments(cfg, session, run_dir),
+        train_dataset=session.data.train,
+        eval_dataset=session.data.eval,
+        data_collator=_drop_length(make_collator(session.tokenizer, session.packing)),
+        processing_class=session.tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer, progress
+
+
+def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    has_eval = session.data.eval is not None
+    early_stopping = bool(t.early_stopping_patience) and has_eval
+    eval_steps = t.eval_steps or (t.save_steps if early_stopping else None)
+    eval_strategy = "no" if not has_eval else ("steps" if eval_steps else "epoch")
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=cfg.eval.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=session.precision[0] == "bf16",
+        fp16=session.precision[0] == "fp16",
+        activation_checkpointing=t.gradient_checkpointing,
+        torch_compile=t.torch_compile,
+        logging_steps=t.logging_steps,
+        eval_strategy=eval_strategy,
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=(eval_steps or t.save_steps) if early_stopping else t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=early_stopping,
+        metric_for_best_model="eval_loss" if early_stopping else None,
+        greater_is_better=False if early_stopping else None,
+        use_cpu=not torch.cuda.is_available(),
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=t.num_workers,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        include_num_input_tokens_seen="all" if session.packing else "non_padding",
+        train_sampling_strategy="random" if session.packing else "group_by_length",
+    )
+
+
+def _drop_length(collator: Any) -> Any:
+    # The "length" column feeds the length-grouped sampler; the model must not receive it.
+    def collate(features: list[dict[str, Any]]) -> Any:
+        return collator([{k: v for k, v in f.items() if k != "length"} for f in features])
+
+    return collate
+
+
+def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir: Path) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    if session.data.eval is not None:
+        metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+        if "eval_loss" in metrics:
+            metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
+        loss, perplexity = metrics.get("eval_loss", float("nan")), metrics.get("eval_perplexity", float("nan"))
+        say(f"eval: loss {loss:.4f}, perplexity {perplexity:.2f}")
+    model_dir = run_dir / "model"
+    trainer.save_model(str(model_dir))
+    session.tokenizer.save_pretrained(str(model_dir))
+    if cfg.export.merge and session.adapter:
+        merged = trainer.model.merge_and_unload()
+        merged.save_pretrained(str(model_dir / "merged"))
+        session.tokenizer.save_pretrained(str(model_dir / "merged"))
+    return metrics
+
+
+def _check_resumable(run_dir: Path, cfg: RunConfig) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    record = RunRecord(run_dir)
+    if record.status is None:
+        raise TunesmithError(f"--resume {run_dir}: not a tunesmith run directory (no run.json)")
+    if record.status == "completed":
+        raise TunesmithError(f"--resume {run_dir}: this run already completed")
+    checkpoints = run_dir / "checkpoints"
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last is None:
+        say(f"resume: no checkpoint in {run_dir} yet; starting from step 0")
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return None
+    step = int(Path(last).name.rsplit("-", 1)[-1])
+    _trim_metrics(run_dir / "metrics.jsonl", step)
+    say(f"resume: continuing {run_dir.name} from step {step}")
+    return last
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    # Lines logged after the checkpoint are about to be replayed; keep the file free of duplicates.
+    import json
+
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    atomic_write(path, "".join(f"{line}\n" for line in kept))
+
+
+@contextlib.contextmanager
+def _signals_stop_gracefully(stop: GracefulStopCallback) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop.request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
