@@ -134,7 +134,7 @@ def write_ads_csv(path: Path, repeat: int = 3) -> Path:
     return path
 
 
-def write_config(path: Path, model_dir: Path, data: Path, **sections: dict[str, Any]) -> Path:
+def write_config(path: Path, model_dir: Path, table: Path, **sections: dict[str, Any]) -> Path:
     """A causal-LM config for the tiny model; ``sections`` override whole keys per section."""
     import yaml
 
@@ -142,10 +142,10 @@ def write_config(path: Path, model_dir: Path, data: Path, **sections: dict[str, 
         "name": "tiny",
         "model": {"name": str(model_dir)},
         "data": {
-            "train": str(data),
+            "train": str(table),
             "prompt": "Write an ad for {product} aimed at {audience}.",
             "response": "{ad_text}",
-            "max_length": 64,
+            "max_length": 256,
             "eval_fraction": 0.25,
         },
         "method": {"name": "lora", "r": 4, "alpha": 8},

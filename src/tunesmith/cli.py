@@ -96,6 +96,24 @@ def _print_answers(prompts: list[str], tuned: list[str], base: list[str] | None)
         out_console.print(table)
 
 
+@app.command("eval")
+def eval_(
+    run_dir: RunDirArg,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Evaluate on this table (rendered with the run's templates).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N inputs.")] = None,
+    no_base: Annotated[bool, typer.Option("--no-base", help="Score only the tuned model, not the base.")] = False,
+) -> None:
+    """Score the tuned model against the base on the eval split; write eval.json and samples.jsonl."""
+    from tunesmith.evaluate.report import metrics_table
+    from tunesmith.evaluate.runner import evaluate_run
+
+    report = evaluate_run(run_dir, data, limit, base=not no_base)
+    out_console.print(metrics_table(report))
+    out_console.print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'samples.jsonl'}")
+
+
 @app.command()
 def models() -> None:
     """List the embedded models (they work offline)."""
@@ -114,7 +132,12 @@ def main() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        app(args=argv, prog_name="tunesmith", standalone_mode=False)
+        # Without standalone mode, typer turns Ctrl-C into a returned exit code (130) rather than raising.
+        code = app(args=argv, prog_name="tunesmith", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                err_console.print("interrupted", markup=False)
+            raise SystemExit(code)
     except TunesmithError as err:
         if debug:
             raise

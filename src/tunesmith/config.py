@@ -66,6 +66,11 @@ class EvalConfig(_Section):
 
     batch_size: int = Field(8, ge=1, description="Rows per generation / evaluation batch.")
     max_new_tokens: int = Field(96, ge=1, description="Longest generated answer, in tokens.")
+    metrics: list[str] | None = Field(
+        None,
+        description="Metrics tunesmith eval reports; unset: the task's defaults "
+        "(causal_lm, seq2seq: bleu, chrf, rouge, exact_match; classification: accuracy, macro_f1).",
+    )
 
 
 class TrainConfig(_Section):

@@ -16,11 +16,12 @@ _FORMATTER = string.Formatter()
 def template_columns(template: str, key: str) -> list[str]:
     """Column names a template refers to, in order; ``{{`` and ``}}`` are literal braces."""
     try:
-        fields = [field for _, field, _, _ in _FORMATTER.parse(template) if field is not None]
+        parsed = [(field, spec, conversion) for _, field, spec, conversion in _FORMATTER.parse(template)]
     except ValueError as err:
         raise TunesmithError(f"{key}: invalid template {template!r}: {err}", hint="write {{ for a literal {") from err
-    for field in fields:
-        if not field or any(ch in field for ch in ".[]!:"):
+    fields = [field for field, _, _ in parsed if field is not None]
+    for field, spec, conversion in parsed:
+        if field is not None and (not field or spec or conversion or any(ch in field for ch in ".[]")):
             raise TunesmithError(f"{key}: placeholder {{{field}}} must be a plain column name")
     return list(dict.fromkeys(fields))
 

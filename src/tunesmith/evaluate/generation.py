@@ -96,7 +96,7 @@ def generate(
             texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
         )
         torch.manual_seed(decoding.seed)
-        with torch.inference_mode(), _autocast(precision):
+        with torch.inference_mode(), autocast(precision):
             generated = model.generate(**batch, **_generate_kwargs(tokenizer, decoding))
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
@@ -120,7 +120,8 @@ def _generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _autocast(precision: str) -> Iterator[None]:
+def autocast(precision: str) -> Iterator[None]:
+    """Run the block in the run's precision: bf16 autocast for bf16 runs, as trained; otherwise as loaded."""
     import torch
 
     if precision == "bf16":

@@ -224,6 +224,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         disable_tqdm=True,
         dataloader_num_workers=t.num_workers,
         remove_unused_columns=False,
+        use_cache=False,  # packing relies on it: with a KV cache, transformers ignores packed position ids
         label_names=["labels"],
         include_num_input_tokens_seen="all" if session.packing else "non_padding",
         train_sampling_strategy="random" if session.packing else "group_by_length",

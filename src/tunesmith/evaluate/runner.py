@@ -1,0 +1,91 @@
+"""``tunesmith eval``: the base model and the tuned one on the same rows, same greedy decoding.
+
+Life cycle: check everything that depends on user input (run, data, metric names) -> load the model ->
+score the tuned model -> score the base (adapter switched off) -> write eval.json and samples.jsonl.
+Nothing is written until every step has succeeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import RunConfig
+from tunesmith.console import say
+from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.generation import Decoding, LoadedRun, base_model_view, generate, load_run_model
+from tunesmith.evaluate.loss import teacher_forced_loss
+from tunesmith.evaluate.metrics import build_metrics, default_metrics
+from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
+from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.rundir import read_run
+
+
+@dataclass
+class ModelScores:
+    """One model's scores and its answer to every input."""
+
+    metrics: dict[str, float]
+    outputs: list[str]
+
+
+def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = None, base: bool = True) -> EvalReport:
+    """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it."""
+    if limit is not None and limit < 1:
+        raise TunesmithError(f"--limit {limit}: must be at least 1 (how many inputs to evaluate)")
+    config, _ = read_run(run_dir)
+    names = metric_names(config)
+    source = read_source(config, data)
+    run = load_run_model(run_dir)
+    eval_set = build_eval_set(source, config, run.tokenizer, limit)
+    decoding = Decoding(max_new_tokens=config.eval.max_new_tokens)
+    say(f"eval: {eval_set.description['inputs']} inputs, {eval_set.description['pairs']} references")
+    tuned = score_model(run.model, run, eval_set, names, decoding)
+    baseline = None
+    if base:
+        with base_model_view(run) as base_model:
+            baseline = score_model(base_model, run, eval_set, names, decoding)
+    report = EvalReport(
+        run_dir=run_dir,
+        data=eval_set.description,
+        decoding=decoding.as_dict() | {"batch_size": config.eval.batch_size},
+        metric_names=names,
+        examples=eval_set.examples,
+        tuned=tuned.metrics,
+        tuned_outputs=tuned.outputs,
+        base=baseline.metrics if baseline else None,
+        base_outputs=baseline.outputs if baseline else None,
+    )
+    write_report(report)
+    return report
+
+
+def metric_names(config: RunConfig) -> list[str]:
+    """The run's metrics (eval.metrics, or the task's defaults), checked against the registry."""
+    if config.task != "causal_lm":
+        raise TunesmithError(f"tunesmith eval: task {config.task} is not supported yet", hint="causal_lm runs only")
+    names = list(config.eval.metrics or default_metrics(config.task))
+    build_metrics(names)  # unknown names fail here, before any model loads
+    return names
+
+
+def score_model(model: Any, run: LoadedRun, eval_set: EvalSet, names: list[str], decoding: Decoding) -> ModelScores:
+    """Generate an answer per input batch by batch, feeding each batch to the metrics, then the eval loss."""
+    metrics = build_metrics(names)
+    batch_size = run.config.eval.batch_size
+    examples = eval_set.examples
+    outputs = [""] * len(examples)
+    # Prompts of similar length share a batch, so left padding wastes little compute.
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        prompts = [examples[i].prompt for i in rows]
+        answers = generate(model, run.tokenizer, run.config, prompts, decoding, batch_size, run.precision)
+        for metric in metrics.values():
+            metric.update(answers, [examples[i].references for i in rows])
+        for i, text in zip(rows, answers, strict=True):
+            outputs[i] = text
+    loss = teacher_forced_loss(model, run.tokenizer, eval_set.tokenized, batch_size, run.precision)
+    scores = {key: value for metric in metrics.values() for key, value in metric.compute().items()}
+    return ModelScores(scores | loss.compute(), outputs)

@@ -1,0 +1,166 @@
+"""``tunesmith eval`` on a tiny trained run: base against tuned, files written, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures import write_ads_csv, write_config
+from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.metrics import METRICS, available_metrics
+from tunesmith.evaluate.runner import evaluate_run, score_model
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tunesmith.config import load_config
+    from tunesmith.train.runner import train
+
+    root = tmp_path_factory.mktemp("eval-run")
+    data = write_ads_csv(root / "ads.csv")
+    # Two eval batches (batch_size 2, 4 distinct inputs), so batching is exercised.
+    config = write_config(
+        root / "config.yaml", tiny_llama, data, train={"max_steps": 2, "batch_size": 4}, eval={"batch_size": 2}
+    )
+    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test cache fixture is not active yet
+        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
+        return train(load_config(config), output_dir=root / "runs").run_dir
+
+
+@pytest.fixture()
+def run_dir(trained_run: Path, tmp_path: Path) -> Path:
+    # A private copy: tests write eval.json into it, or check that nothing was written.
+    return Path(shutil.copytree(trained_run, tmp_path / trained_run.name))
+
+
+def _samples(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+
+
+def test_base_and_tuned_scored_on_the_same_rows(run_dir: Path) -> None:
+    report = evaluate_run(run_dir)
+    written = json.loads((run_dir / "eval.json").read_text())
+    base, tuned = written["metrics"]["base"], written["metrics"]["tuned"]
+    expected = {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match", "loss", "perplexity"}
+    assert set(base) == set(tuned) == expected
+    assert written["delta"]["loss"] == pytest.approx(tuned["loss"] - base["loss"])
+    assert base["loss"] != tuned["loss"]  # the adapter really was switched off for the base
+    assert written["decoding"]["do_sample"] is False
+    assert written["data"]["source"] == "eval_split" and written["rows"] == len(report.examples) > 2
+    samples = _samples(run_dir)
+    assert [s["input"] for s in samples] == [e.prompt for e in report.examples]
+    assert all(isinstance(s["base_output"], str) and isinstance(s["tuned_output"], str) for s in samples)
+    assert all(s["references"] for s in samples)
+
+
+def test_eval_loss_matches_the_one_training_reported(run_dir: Path) -> None:
+    trained = json.loads((run_dir / "run.json").read_text())["metrics"]["eval_loss"]
+    report = evaluate_run(run_dir, base=False)
+    assert report.tuned["loss"] == pytest.approx(trained, rel=1e-2)
+
+
+def test_no_base_gives_the_same_tuned_outputs(run_dir: Path) -> None:
+    evaluate_run(run_dir)
+    with_base = _samples(run_dir)
+    report = evaluate_run(run_dir, base=False)
+    assert report.base is None
+    written = json.loads((run_dir / "eval.json").read_text())
+    assert written["metrics"]["base"] is None and written["delta"] is None
+    alone = _samples(run_dir)
+    assert [s["tuned_output"] for s in alone] == [s["tuned_output"] for s in with_base]
+    assert all(s["base_output"] is None for s in alone)
+
+
+def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunesmith.evaluate.generation import Decoding, load_run_model
+    from tunesmith.evaluate.references import build_eval_set, read_source
+
+    available_metrics()
+    batches: list[int] = []
+
+    class Probe:
+        def update(self, predictions: Sequence[str], references: Sequence[Any]) -> None:
+            batches.append(len(predictions))
+
+        def compute(self) -> dict[str, float]:
+            return {"probe": float(len(batches))}
+
+        def state(self) -> dict[str, Any]:
+            return {"batches": len(batches)}
+
+    monkeypatch.setitem(METRICS, "probe", Probe)
+    run = load_run_model(run_dir)
+    eval_set = build_eval_set(read_source(run.config, None), run.config, run.tokenizer, None)
+    scores = score_model(run.model, run, eval_set, ["probe"], Decoding(max_new_tokens=2))
+    assert run.config.eval.batch_size == 2
+    assert max(batches) <= 2 and sum(batches) == len(eval_set.examples) and len(batches) >= 2
+    assert len(scores.outputs) == len(eval_set.examples)
+
+
+def test_data_file_with_several_references(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "more.csv"
+    path.write_text(
+        "product,audience,ad_text\ncoffee,students,Grab a cup!\ncoffee,students,Stay sharp.\ntea,retirees,Calm.\n"
+    )
+    report = evaluate_run(run_dir, data=path, limit=1, base=False)
+    assert [e.references for e in report.examples] == [("Grab a cup!", "Stay sharp.")]
+    written = json.loads((run_dir / "eval.json").read_text())
+    assert written["data"]["path"] == str(path) and written["data"]["pairs"] == 2
+
+
+def _nothing_written(run_dir: Path) -> bool:
+    return not (run_dir / "eval.json").exists() and not (run_dir / "samples.jsonl").exists()
+
+
+def test_limit_zero_is_refused(run_dir: Path) -> None:
+    with pytest.raises(TunesmithError, match="--limit 0: must be at least 1"):
+        evaluate_run(run_dir, limit=0)
+    assert _nothing_written(run_dir)
+
+
+def test_data_file_without_the_template_columns(run_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("product,ad_text\ncoffee,Grab a cup!\n")
+    with pytest.raises(TunesmithError, match="column 'audience' is not in"):
+        evaluate_run(run_dir, data=path)
+    assert _nothing_written(run_dir)
+
+
+def test_run_that_did_not_complete(run_dir: Path) -> None:
+    record = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(record | {"status": "failed"}))
+    with pytest.raises(TunesmithError, match="run is failed, not completed"):
+        evaluate_run(run_dir)
+    assert _nothing_written(run_dir)
+
+
+def test_cli_prints_one_line_and_exits_non_zero(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunesmith.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--limit", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --limit 0: must be at least 1 (how many inputs to evaluate)"
+    ]
+    assert _nothing_written(run_dir)
+
+
+def test_cli_prints_the_table(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunesmith.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--limit", "1"])
+    main()
+    out = capsys.readouterr().out
+    assert all(word in out for word in ("base", "tuned", "delta", "bleu", "perplexity"))
