@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -33,7 +34,7 @@ def test_train_writes_a_complete_run_and_generate_uses_it(tunesmith, tmp_path: P
     assert record["status"] == "completed"
     assert record["seed"] == 3 and record["train"]["steps"] == 4
     assert set(record["versions"]) >= {"tunesmith", "python", "torch", "transformers"}
-    assert list(record["data"]["sha256"].values())[0] == __import__("hashlib").sha256(ads_csv.read_bytes()).hexdigest()
+    assert record["data"]["sha256"] == {str(ads_csv): hashlib.sha256(ads_csv.read_bytes()).hexdigest()}
     assert "eval_loss" in record["metrics"]
     losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in losses if "loss" in r] == [1, 2, 3, 4]

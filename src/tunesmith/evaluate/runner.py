@@ -34,9 +34,11 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it."""
     if limit is not None and limit < 1:
         raise TunesmithError(f"--limit {limit}: must be at least 1 (how many inputs to evaluate)")
-    config, _ = read_run(run_dir)
+    config, record = read_run(run_dir)
     names = metric_names(config)
     source = read_source(config, data)
+    if source.tables is not None and source.tables.sha256 != record.data.get("data", {}).get("sha256"):
+        say("note: the run's data files changed since training; its eval split may not be the one it held out")
     run = load_run_model(run_dir)
     eval_set = build_eval_set(source, config, run.tokenizer, limit)
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens)

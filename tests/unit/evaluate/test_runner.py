@@ -14,6 +14,7 @@ import pytest
 from fixtures import write_ads_csv, write_config
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.metrics import METRICS, available_metrics
+from tunesmith.evaluate.report import EvalReport
 from tunesmith.evaluate.runner import evaluate_run, score_model
 
 
@@ -26,7 +27,11 @@ def trained_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     data = write_ads_csv(root / "ads.csv")
     # Two eval batches (batch_size 2, 4 distinct inputs), so batching is exercised.
     config = write_config(
-        root / "config.yaml", tiny_llama, data, train={"max_steps": 2, "batch_size": 4}, eval={"batch_size": 2}
+        root / "config.yaml",
+        tiny_llama,
+        data,
+        train={"max_steps": 2, "batch_size": 4},
+        eval={"batch_size": 2, "max_new_tokens": 4},
     )
     with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test cache fixture is not active yet
         patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
@@ -39,12 +44,21 @@ def run_dir(trained_run: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(trained_run, tmp_path / trained_run.name))
 
 
+@pytest.fixture(scope="module")
+def evaluated(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, EvalReport]:
+    # Scored once (base and tuned) and shared: generation is the slow part of these tests.
+    run_dir = Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("evaluated") / trained_run.name))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_CACHE", str(run_dir.parent / "cache"))
+        return run_dir, evaluate_run(run_dir)
+
+
 def _samples(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
 
 
-def test_base_and_tuned_scored_on_the_same_rows(run_dir: Path) -> None:
-    report = evaluate_run(run_dir)
+def test_base_and_tuned_scored_on_the_same_rows(evaluated: tuple[Path, EvalReport]) -> None:
+    run_dir, report = evaluated
     written = json.loads((run_dir / "eval.json").read_text())
     base, tuned = written["metrics"]["base"], written["metrics"]["tuned"]
     expected = {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match", "loss", "perplexity"}
@@ -59,22 +73,18 @@ def test_base_and_tuned_scored_on_the_same_rows(run_dir: Path) -> None:
     assert all(s["references"] for s in samples)
 
 
-def test_eval_loss_matches_the_one_training_reported(run_dir: Path) -> None:
-    trained = json.loads((run_dir / "run.json").read_text())["metrics"]["eval_loss"]
-    report = evaluate_run(run_dir, base=False)
-    assert report.tuned["loss"] == pytest.approx(trained, rel=1e-2)
-
-
-def test_no_base_gives_the_same_tuned_outputs(run_dir: Path) -> None:
-    evaluate_run(run_dir)
-    with_base = _samples(run_dir)
+def test_no_base_gives_the_same_tuned_outputs_and_loss(evaluated: tuple[Path, EvalReport], run_dir: Path) -> None:
+    with_base, first = evaluated
     report = evaluate_run(run_dir, base=False)
     assert report.base is None
     written = json.loads((run_dir / "eval.json").read_text())
     assert written["metrics"]["base"] is None and written["delta"] is None
     alone = _samples(run_dir)
-    assert [s["tuned_output"] for s in alone] == [s["tuned_output"] for s in with_base]
+    assert [s["tuned_output"] for s in alone] == [s["tuned_output"] for s in _samples(with_base)]
     assert all(s["base_output"] is None for s in alone)
+    assert report.tuned == first.tuned  # same settings, same numbers
+    trained = json.loads((run_dir / "run.json").read_text())["metrics"]["eval_loss"]
+    assert report.tuned["loss"] == pytest.approx(trained, rel=1e-2)  # teacher-forced loss as training saw it
 
 
 def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
