@@ -52,10 +52,18 @@ class _Session:
     adapter: bool
 
 
-def train(cfg: RunConfig, output_dir: Path = Path("runs"), resume: Path | None = None) -> RunResult:
+def train(
+    cfg: RunConfig,
+    output_dir: Path = Path("runs"),
+    resume: Path | None = None,
+    callbacks: list[Any] | None = None,
+    parent: str | None = None,
+) -> RunResult:
     """Fine-tune the model described by ``cfg``; write a run directory under ``output_dir``.
 
     With ``resume``, continue that run from its last checkpoint instead of starting a new one.
+    ``callbacks`` are extra transformers ``TrainerCallback`` objects (a study reports each evaluation
+    through one); ``parent`` names the study a trial belongs to and is saved in run.json.
     """
     quiet_libraries()
     watch = Stopwatch()
@@ -65,6 +73,8 @@ def train(cfg: RunConfig, output_dir: Path = Path("runs"), resume: Path | None =
         session = _load(cfg, tables)
     run_dir = resume if resume is not None else new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
+    if parent is not None:
+        record.update(parent=parent)
     say(f"run: {run_dir}")
     from tunesmith.train.callbacks import GracefulStopCallback
 
@@ -72,6 +82,8 @@ def train(cfg: RunConfig, output_dir: Path = Path("runs"), resume: Path | None =
     try:
         with _signals_stop_gracefully(stop):
             trainer, progress = _build_trainer(cfg, session, run_dir, stop)
+            for callback in callbacks or []:
+                trainer.add_callback(callback)
             with watch.measure("train"):
                 trainer.train(resume_from_checkpoint=checkpoint)
             if stop.requested:
