@@ -39,10 +39,10 @@ def train(
     ] = None,
 ) -> None:
     """Fine-tune the model the config describes and write a run directory."""
-    from tunesmith.train.runner import train_from_file
+    from tunesmith.train.runner import SUMMARY_METRICS, train_from_file
 
     result = train_from_file(config, set_ or [], output_dir, resume)
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in ("eval_loss", "eval_perplexity"))
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in SUMMARY_METRICS)
     out_console.print(f"completed: {result.run_dir}")
     out_console.print(f"throughput: {result.tokens_per_second:.0f} tokens/s" + (f"; {metrics}" if metrics else ""))
 
@@ -112,6 +112,129 @@ def eval_(
     report = evaluate_run(run_dir, data, limit, base=not no_base)
     out_console.print(metrics_table(report))
     out_console.print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'samples.jsonl'}")
+
+
+@app.command()
+def predict(
+    run_dir: RunDirArg,
+    input_file: Annotated[Path, typer.Option("--input", help="Rows to classify (the run's data.text template).")],
+    output: Annotated[Path, typer.Option("--output", help="CSV to write: the input plus label and probability.")],
+) -> None:
+    """Classify every row of a table with a classification run's model."""
+    from tunesmith.evaluate.classify import predict_file
+
+    rows = predict_file(run_dir, input_file, output)
+    out_console.print(f"wrote {rows} predictions to {output}")
+
+
+@app.command()
+def doctor(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    no_timing: Annotated[
+        bool, typer.Option("--no-timing", help="Skip the timed steps that estimate memory and time (fast).")
+    ] = False,
+) -> None:
+    """Check a config and its data before training: rendered examples, lengths, duplicates, leakage, cost."""
+    from tunesmith.doctor import diagnose_file, renderables
+
+    report = diagnose_file(config, set_ or [], timing=not no_timing)
+    if json_:
+        typer.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False, default=str))
+    else:
+        for item in renderables(report, styled=out_console.is_terminal):
+            out_console.print(item)
+    if report.blocking:
+        raise typer.Exit(1)
+
+
+runs_app = typer.Typer(help="The run registry (runs/index.db): list, show and compare runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+RunsDirOpt = Annotated[Path, typer.Option("--dir", help="The runs directory (its index.db is the registry).")]
+
+
+@runs_app.command("list")
+def runs_list(
+    sort: Annotated[str | None, typer.Option("--sort", help="Best first by this metric (or column).")] = None,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="key=value (also !=, <, >, <=, >=) on a column, metric or config key."),
+    ] = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """List recorded runs (run directories not yet in the registry are added first)."""
+    from tunesmith.track.display import runs_table
+    from tunesmith.track.registry import list_runs
+
+    listing = list_runs(runs_dir, sort, filter_ or [])
+    if listing.warning:
+        err_console.print(f"warning: {listing.warning}", markup=False)
+    out_console.print(runs_table(listing.rows, sort))
+
+
+@runs_app.command("show")
+def runs_show(
+    run: Annotated[str, typer.Argument(help="A run id or run directory.", show_default=False)],
+    runs_dir: RunsDirOpt = Path("runs"),
+) -> None:
+    """Everything the registry holds about one run."""
+    from tunesmith.track.display import run_details
+    from tunesmith.track.registry import get_row
+
+    out_console.print(run_details(get_row(runs_dir, run)))
+
+
+@runs_app.command("compare")
+def runs_compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run ids or run directories.", show_default=False)],
+    runs_dir: RunsDirOpt = Path("runs"),
+    plot: Annotated[Path | None, typer.Option("--plot", help="Where to write the curves PNG.")] = None,
+    samples: Annotated[int, typer.Option("--samples", min=0, help="Sample answers shown side by side.")] = 3,
+) -> None:
+    """Config keys that differ, metrics with deltas, overlaid curves and answers side by side."""
+    from tunesmith.track.compare import compare_runs, renderables
+
+    for item in renderables(compare_runs(runs, runs_dir, plot, samples)):
+        out_console.print(item)
+
+
+@app.command()
+def report(
+    run_dir: RunDirArg,
+    output: Annotated[Path | None, typer.Option("--output", help="HTML file (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report of a run (and refresh its model card)."""
+    from tunesmith.track.report import write_report
+
+    for path in write_report(run_dir, output):
+        out_console.print(f"wrote {path}")
+
+
+@app.command()
+def tune(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where study directories are created.")] = Path(
+        "tune"
+    ),
+    address: Annotated[
+        str | None, typer.Option("--address", help="Run on an existing Ray cluster: auto or ray://HOST:PORT.")
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this study directory up to tune.num_trials.")
+    ] = None,
+) -> None:
+    """Search hyperparameters (the config's tune section) on Ray Tune; write trials.csv, best.yaml, plot.png."""
+    from tunesmith.tune.outputs import summary_table
+    from tunesmith.tune.study import tune_from_file
+
+    result = tune_from_file(config, set_ or [], output_dir, address, resume)
+    out_console.print(summary_table(result.rows, result.metric, result.mode, result.best))
+    for kind, path in result.outputs.items():
+        out_console.print(f"{kind}: {path}")
+    if result.interrupted:
+        raise typer.Exit(130)
 
 
 @app.command()

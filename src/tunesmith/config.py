@@ -52,6 +52,10 @@ class DataConfig(_Section):
     prompt: str | None = Field(None, description="Prompt template with {column} placeholders (causal_lm).")
     response: str | None = Field(None, description="Response template with {column} placeholders (causal_lm).")
     system: str | None = Field(None, description="System prompt, used when the tokenizer has a chat template.")
+    source: str | None = Field(None, description="Input template with {column} placeholders (seq2seq).")
+    target: str | None = Field(None, description="Output template with {column} placeholders (seq2seq).")
+    text: str | None = Field(None, description="Text template with {column} placeholders (classification).")
+    label: str | None = Field(None, description="Column holding the class label (classification).")
     chat_template: Literal["auto", "on", "off"] = Field(
         "auto", description="Render through the tokenizer's chat template: auto uses it when one exists."
     )
@@ -66,9 +70,13 @@ class EvalConfig(_Section):
 
     batch_size: int = Field(8, ge=1, description="Rows per generation / evaluation batch.")
     max_new_tokens: int = Field(96, ge=1, description="Longest generated answer, in tokens.")
+    generate_samples: int = Field(
+        32, ge=1, description="Eval rows answered at each evaluation during training to compute eval.metrics."
+    )
     metrics: list[str] | None = Field(
         None,
-        description="Metrics tunesmith eval reports; unset: the task's defaults "
+        description="Metrics tunesmith eval reports, also computed at every evaluation during training when set; "
+        "unset: the task's defaults, after training only "
         "(causal_lm, seq2seq: bleu, chrf, rouge, exact_match; classification: accuracy, macro_f1).",
     )
 
@@ -103,6 +111,14 @@ class TrainConfig(_Section):
         None, ge=1, description="Stop after this many evaluations without eval-loss improvement."
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
+    select_by: str = Field(
+        "eval_loss",
+        description="Metric that picks the best checkpoint and drives early stopping: eval_loss, or a task "
+        "metric computed during training (bleu, rouge, ... listed in eval.metrics; accuracy, macro_f1).",
+    )
+    class_weights: Literal["none", "auto"] = Field(
+        "none", description="Classification: auto weighs the loss by inverse class frequency (imbalanced labels)."
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 
 
@@ -186,6 +202,98 @@ MethodConfig = Annotated[
 ]
 
 
+class TuneResources(_Section):
+    """What one trial reserves on the Ray cluster."""
+
+    cpu: float = Field(1.0, gt=0, description="CPU cores per trial.")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (fractions share one GPU).")
+
+
+class TuneScheduler(_Section):
+    """Which trials stop early: ASHA compares trials at each evaluation and stops the weak ones."""
+
+    name: Literal["asha", "fifo"] = Field("asha", description="asha stops weak trials early; fifo runs all.")
+    grace_period: int = Field(1, ge=1, description="Evaluations every trial runs before ASHA may stop it.")
+    reduction_factor: float = Field(
+        2.0, gt=1, description="ASHA keeps the best 1/reduction_factor of trials at each rung."
+    )
+
+
+class TuneConfig(_Section):
+    """Hyperparameter search (tunesmith tune): a search space over config keys, run on Ray Tune."""
+
+    space: dict[str, dict[str, Any]] = Field(
+        ...,
+        description="Dotted config key -> distribution: {loguniform: [lo, hi]}, {uniform: [lo, hi]}, "
+        "{int: [lo, hi]} (inclusive; randint is the same), {choice: [a, b, ...]}; add when: {method.name: lora} "
+        "to sample a key only for some values of another.",
+    )
+    num_trials: int = Field(8, ge=1, description="Configurations sampled (skipped and failed ones count).")
+    metric: str = Field(
+        "eval_loss", description="What the study optimises: eval_loss or a task metric (bleu, rougeL, accuracy...)."
+    )
+    mode: Literal["min", "max"] | None = Field(
+        None, description="min or max; unset: min for losses and perplexity, max for everything else."
+    )
+    search: Literal["optuna", "random"] = Field(
+        "optuna", description="optuna: TPE (learns from finished trials); random: independent samples."
+    )
+    seed: int = Field(0, description="Seed of the sampler.")
+    points: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Configurations tried first (dotted key -> value), e.g. the config's own values.",
+    )
+    evaluations: int = Field(
+        4, ge=1, description="Evaluations per trial (train.eval_steps is set to spread them over the run)."
+    )
+    scheduler: TuneScheduler = Field(default_factory=lambda: TuneScheduler())
+    resources_per_trial: TuneResources = Field(default_factory=lambda: TuneResources())
+    max_concurrent: int = Field(1, ge=1, description="Trials run at the same time.")
+
+    @field_validator("space")
+    @classmethod
+    def _space_is_well_formed(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            raise ValueError("the search space is empty; add e.g. train.learning_rate: {loguniform: [1e-5, 1e-3]}")
+        for key, spec in value.items():
+            _check_distribution(key, spec)
+        return value
+
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "randint", "choice")
+
+
+def _check_distribution(key: str, spec: dict[str, Any]) -> None:
+    # The shape of one search-space entry; whether the key exists is checked against RunConfig by tunesmith tune.
+    kinds = [k for k in spec if k in DISTRIBUTIONS]
+    extra = [k for k in spec if k not in (*DISTRIBUTIONS, "when")]
+    if len(kinds) != 1 or extra:
+        raise ValueError(f"{key}: expected one of {', '.join(DISTRIBUTIONS)} (and optionally when), got {list(spec)}")
+    kind, values = kinds[0], spec[kinds[0]]
+    if kind == "choice":
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{key}: the choice list is empty")
+    elif not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, int | float) for v in values)):
+        raise ValueError(f"{key}: {kind} needs [low, high] numbers, got {values!r}")
+    elif values[0] > values[1]:
+        raise ValueError(f"{key}: low bound {values[0]} is above the high bound {values[1]}")
+    elif kind == "loguniform" and values[0] <= 0:
+        raise ValueError(f"{key}: loguniform needs a positive low bound, got {values[0]}")
+    elif kind in ("int", "randint") and not all(float(v).is_integer() for v in values):
+        raise ValueError(f"{key}: {kind} needs whole-number bounds, got {values!r}")
+    when = spec.get("when", {})
+    if not isinstance(when, dict) or not all(isinstance(k, str) for k in when):
+        raise ValueError(f"{key}: when must map dotted keys to a value or a list of values, e.g. {{method.name: lora}}")
+
+
+# The data keys each task reads: (input template, target template or label column).
+TASK_DATA_KEYS: dict[str, tuple[str, str]] = {
+    "causal_lm": ("prompt", "response"),
+    "seq2seq": ("source", "target"),
+    "classification": ("text", "label"),
+}
+
+
 class RunConfig(_Section):
     """A whole fine-tuning job."""
 
@@ -197,6 +305,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig())
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
     export: ExportConfig = Field(default_factory=lambda: ExportConfig())
+    tune: TuneConfig | None = Field(None, description="Hyperparameter search, read by tunesmith tune only.")
 
     @field_validator("method", mode="before")
     @classmethod
@@ -215,10 +324,9 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _templates_for_task(self) -> RunConfig:
-        if self.task == "causal_lm":
-            for key in ("prompt", "response"):
-                if not getattr(self.data, key):
-                    raise ValueError(f"data.{key} is required for task causal_lm")
+        for key in TASK_DATA_KEYS[self.task]:
+            if not getattr(self.data, key):
+                raise ValueError(f"data.{key} is required for task {self.task}")
         return self
 
     def config_hash(self) -> str:

@@ -7,17 +7,21 @@ import json
 import random
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tunesmith.config import DataConfig
+from tunesmith.config import TASK_DATA_KEYS, DataConfig, Task
+from tunesmith.console import say
+from tunesmith.data.labels import label_names, stratified_holdout
 from tunesmith.data.render import Pair, render_pairs
 from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns
-from tunesmith.data.tokenize import tokenize_pairs
+from tunesmith.data.tokenize import Encoder, tokenize_classification, tokenize_pairs, tokenize_seq2seq
 from tunesmith.errors import TunesmithError
 from tunesmith.models.gguf import cache_root
 
@@ -50,6 +54,8 @@ class DataStats:
     eval_rows: int = 0
     train_tokens: int = 0
     max_length: int = 0
+    unseen_labels: int = 0
+    label_counts: dict[str, int] | None = None
     cached: bool = False
 
     def summary(self) -> str:
@@ -63,18 +69,30 @@ class DataStats:
 
 @dataclass
 class PreparedData:
-    """Tokenised splits plus the text pairs they came from."""
+    """Tokenised splits plus the text pairs they came from (for classification: text and label name)."""
 
     train: Dataset
     eval: Dataset | None
     eval_pairs: list[Pair]
     stats: DataStats
     sha256: dict[str, str] = field(default_factory=dict)
+    labels: list[str] | None = None
 
 
-def read_tables(cfg: DataConfig) -> Tables:
+def task_templates(cfg: DataConfig, task: Task = "causal_lm") -> dict[str, str]:
+    """The task's (input, target) templates by dotted key; a classification label column becomes ``{column}``."""
+    input_key, target_key = TASK_DATA_KEYS[task]
+    source, target = getattr(cfg, input_key), getattr(cfg, target_key)
+    if source is None or target is None:
+        raise TunesmithError(f"data.{input_key} and data.{target_key} are required for task {task}")
+    if task == "classification":
+        target = "{" + target + "}"
+    return {f"data.{input_key}": source, f"data.{target_key}": target}
+
+
+def read_tables(cfg: DataConfig, task: Task = "causal_lm") -> Tables:
     """Read the data files and check the templates against their columns (cheap: no model needed)."""
-    templates = {"data.prompt": cfg.prompt, "data.response": cfg.response}
+    templates = task_templates(cfg, task)
     train = read_table(cfg.train, "data.train")
     check_columns(templates, train.columns, cfg.train)
     sha = {str(cfg.train): file_sha256(cfg.train)}
@@ -86,54 +104,91 @@ def read_tables(cfg: DataConfig) -> Tables:
     return Tables(train, evaluation, sha)
 
 
-def prepare_data(cfg: DataConfig, tables: Tables, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
-    """Render, split and tokenise; tokenised splits are cached by content, template and tokenizer."""
-    assert cfg.prompt is not None and cfg.response is not None
+def prepare_data(
+    cfg: DataConfig, tables: Tables, tokenizer: PreTrainedTokenizerBase, task: Task = "causal_lm"
+) -> PreparedData:
+    """Render, split and tokenise; tokenised splits are cached by content, template, task and tokenizer."""
+    templates = list(task_templates(cfg, task).values())
     stats = DataStats(rows_read=len(tables.train), max_length=cfg.max_length)
-    pairs, stats.dropped_empty = render_pairs(tables.train, cfg.prompt, cfg.response)
+    pairs, stats.dropped_empty = render_pairs(tables.train, *templates)
     if not pairs:
         raise TunesmithError(
-            f"data.train: {cfg.train}: no usable rows ({stats.dropped_empty} have an empty prompt or response)"
+            f"data.train: {cfg.train}: no usable rows ({stats.dropped_empty} have an empty input or target)"
         )
-    train_pairs, eval_pairs = _split(pairs, cfg, tables)
-    train = _tokenized(train_pairs, tokenizer, cfg, stats, "data.train")
-    evaluation = _tokenized(eval_pairs, tokenizer, cfg, stats, "data.eval") if eval_pairs else None
+    labels = label_names(pairs, cfg) if task == "classification" else None
+    if labels is not None:
+        stats.label_counts = dict(Counter(p.response for p in pairs))
+    train_pairs, eval_pairs = _split(pairs, cfg, tables, templates, stratify=labels is not None)
+    encode = _encoder(task, labels)
+    train = _tokenized(train_pairs, tokenizer, cfg, stats, "data.train", encode)
+    evaluation = _tokenized(eval_pairs, tokenizer, cfg, stats, "data.eval", encode) if eval_pairs else None
+    if evaluation is not None and labels is not None:
+        evaluation = _without_unseen_labels(evaluation, stats)
     stats.train_rows, stats.eval_rows = len(train), len(evaluation) if evaluation is not None else 0
     stats.train_tokens = int(sum(train["length"]))
-    return PreparedData(train, evaluation, eval_pairs, stats, tables.sha256)
+    return PreparedData(train, evaluation, eval_pairs, stats, tables.sha256, labels)
 
 
-def _split(pairs: list[Pair], cfg: DataConfig, tables: Tables) -> tuple[list[Pair], list[Pair]]:
+def _without_unseen_labels(evaluation: Dataset, stats: DataStats) -> Dataset | None:
+    # The eval loss cannot score a class the head does not have; `tunesmith eval` scores such rows as errors.
+    unseen = sum(1 for label in evaluation["labels"] if label < 0)
+    stats.unseen_labels = unseen
+    if unseen:
+        say(f"data.eval: {unseen} rows have labels never seen in training; left out of the eval loss")
+    kept = evaluation.filter(lambda row: row["labels"] >= 0)
+    return kept if len(kept) else None
+
+
+def _encoder(task: Task, labels: list[str] | None) -> Encoder:
+    if task == "seq2seq":
+        return tokenize_seq2seq
+    if task == "classification":
+        assert labels is not None
+        return partial(tokenize_classification, label_ids={name: i for i, name in enumerate(labels)})
+    return tokenize_pairs
+
+
+def _split(
+    pairs: list[Pair], cfg: DataConfig, tables: Tables, templates: list[str], stratify: bool
+) -> tuple[list[Pair], list[Pair]]:
     if tables.eval is not None:
-        assert cfg.response is not None and cfg.prompt is not None
-        eval_pairs, _ = render_pairs(tables.eval, cfg.prompt, cfg.response)
+        eval_pairs, _ = render_pairs(tables.eval, *templates)
         if not eval_pairs:
-            raise TunesmithError(f"data.eval: {cfg.eval}: no usable rows (every prompt or response is empty)")
+            raise TunesmithError(f"data.eval: {cfg.eval}: no usable rows (every input or target is empty)")
         return pairs, eval_pairs
     if cfg.eval_fraction == 0 or len(pairs) < 2:
         return pairs, []
-    order = list(range(len(pairs)))
-    random.Random(cfg.split_seed).shuffle(order)
-    n_eval = min(len(pairs) - 1, max(1, round(len(pairs) * cfg.eval_fraction)))
-    held_out = set(order[:n_eval])
+    held_out = stratified_holdout(pairs, cfg) if stratify else _random_holdout(len(pairs), cfg)
     return (
         [p for i, p in enumerate(pairs) if i not in held_out],
         [p for i, p in enumerate(pairs) if i in held_out],
     )
 
 
+def _random_holdout(n_rows: int, cfg: DataConfig) -> set[int]:
+    order = list(range(n_rows))
+    random.Random(cfg.split_seed).shuffle(order)
+    n_eval = min(n_rows - 1, max(1, round(n_rows * cfg.eval_fraction)))
+    return set(order[:n_eval])
+
+
 def _tokenized(
-    pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, stats: DataStats, key: str
+    pairs: list[Pair],
+    tokenizer: PreTrainedTokenizerBase,
+    cfg: DataConfig,
+    stats: DataStats,
+    key: str,
+    encode: Encoder,
 ) -> Dataset:
     from datasets import Dataset, load_from_disk
 
-    cache_dir = cache_root() / "tokens" / _cache_key(pairs, tokenizer, cfg)
+    cache_dir = cache_root() / "tokens" / _cache_key(pairs, tokenizer, cfg, encode)
     if (cache_dir / "meta.json").is_file():
         meta = json.loads((cache_dir / "meta.json").read_text())
         _add_counts(stats, meta, key, cfg)
         stats.cached = True
         return load_from_disk(str(cache_dir / "dataset"))
-    examples, tok_stats = tokenize_pairs(pairs, tokenizer, cfg)
+    examples, tok_stats = encode(pairs, tokenizer, cfg)
     meta = {
         "truncated": tok_stats.truncated,
         "dropped_truncated": tok_stats.dropped_truncated,
@@ -179,8 +234,10 @@ def _save_atomically(dataset: Dataset, meta: dict[str, Any], cache_dir: Path) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _cache_key(pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig) -> str:
+def _cache_key(pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, encode: Encoder) -> str:
     digest = hashlib.sha256(CACHE_VERSION.encode())
+    digest.update(repr(getattr(encode, "func", encode).__name__).encode())
+    digest.update(json.dumps(getattr(encode, "keywords", {}), sort_keys=True).encode())
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _TOKENIZE_KEYS}
     digest.update(json.dumps(settings, sort_keys=True).encode())
     digest.update(tokenizer_fingerprint(tokenizer).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,3 +94,44 @@ def _adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
         return False
     probe = tokenizer("a")["input_ids"]
     return bool(probe) and probe[0] == tokenizer.bos_token_id
+
+
+Encoder = Callable[[list[Pair], "PreTrainedTokenizerBase", DataConfig], tuple[list[dict[str, Any]], TokenizeStats]]
+
+
+def tokenize_seq2seq(
+    pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig
+) -> tuple[list[dict[str, Any]], TokenizeStats]:
+    """Encoder input and decoder labels, each truncated to max_length (counted once per row)."""
+    sources = tokenizer([p.prompt for p in pairs], add_special_tokens=True)["input_ids"] if pairs else []
+    targets = tokenizer([p.response for p in pairs], add_special_tokens=True)["input_ids"] if pairs else []
+    stats = TokenizeStats()
+    examples = []
+    for source, target in zip(sources, targets, strict=True):
+        stats.lengths.append(max(len(source), len(target)))
+        if len(source) > cfg.max_length or len(target) > cfg.max_length:
+            stats.truncated += 1
+        examples.append({"input_ids": _clip(source, cfg.max_length), "labels": _clip(target, cfg.max_length)})
+    return examples, stats
+
+
+def tokenize_classification(
+    pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, label_ids: dict[str, int]
+) -> tuple[list[dict[str, Any]], TokenizeStats]:
+    """Text ids and the label's index; rows whose label training never saw get -1 (scored as errors in eval)."""
+    encoded = tokenizer([p.prompt for p in pairs], add_special_tokens=True)["input_ids"] if pairs else []
+    stats = TokenizeStats()
+    examples = []
+    for ids, pair in zip(encoded, pairs, strict=True):
+        stats.lengths.append(len(ids))
+        if len(ids) > cfg.max_length:
+            stats.truncated += 1
+        examples.append({"input_ids": _clip(ids, cfg.max_length), "labels": label_ids.get(pair.response, -1)})
+    return examples, stats
+
+
+def _clip(ids: list[int], max_length: int) -> list[int]:
+    # Keep the final special token (EOS / [SEP]) when cutting, as the model saw it in pre-training.
+    if len(ids) <= max_length:
+        return list(ids)
+    return [*ids[: max_length - 1], ids[-1]]

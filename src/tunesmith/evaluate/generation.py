@@ -45,6 +45,7 @@ def load_run_model(run_dir: Path) -> LoadedRun:
     """Load the tuned model of a completed run (base + adapter, or the full weights)."""
     from tunesmith.console import quiet_libraries
     from tunesmith.models import ResolvedModel, load_model, load_tokenizer, resolve_model
+    from tunesmith.train.classification import head_kwargs
 
     quiet_libraries()
     config, record = read_run(run_dir)
@@ -57,7 +58,8 @@ def load_run_model(run_dir: Path) -> LoadedRun:
     if adapter:
         from peft import PeftModel
 
-        base = load_model(resolve_model(config.model.name, config.model.revision), config.model, config.task)
+        labels = head_kwargs(record.data.get("labels"))
+        base = load_model(resolve_model(config.model.name, config.model.revision), config.model, config.task, **labels)
         model: Any = PeftModel.from_pretrained(base, str(model_dir))
     else:
         model = load_model(saved, config.model, config.task)
@@ -71,7 +73,8 @@ def load_base_model(run: LoadedRun) -> Any:
     from tunesmith.models import load_model, resolve_model
 
     cfg = run.config
-    return load_model(resolve_model(cfg.model.name, cfg.model.revision), cfg.model, cfg.task).eval()
+    resolved = resolve_model(cfg.model.name, cfg.model.revision)
+    return load_model(resolved, cfg.model, cfg.task, **dict(_saved_head(run))).eval()
 
 
 def generate(
@@ -88,17 +91,20 @@ def generate(
 
     from tunesmith.data.tokenize import prompt_text
 
-    texts = [prompt_text(tokenizer, config.data, p) for p in prompts]
+    # Encoder-decoder models read the source as is (their tokenizer adds the end marker) and answer in a
+    # separate decoder sequence; decoder-only models continue the rendered prompt, so we cut the prompt off.
+    encoder_decoder = config.task == "seq2seq"
+    texts = prompts if encoder_decoder else [prompt_text(tokenizer, config.data, p) for p in prompts]
     tokenizer.padding_side = "left"
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(
-            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=encoder_decoder
         )
         torch.manual_seed(decoding.seed)
         with torch.inference_mode(), autocast(precision):
             generated = model.generate(**batch, **_generate_kwargs(tokenizer, decoding))
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        new_tokens = generated if encoder_decoder else generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs
 
@@ -169,3 +175,11 @@ def answer(
         with base_model_view(run) as base_model:
             base = generate(base_model, run.tokenizer, run.config, prompts, decoding, batch, run.precision)
     return prompts, tuned, base
+
+
+def _saved_head(run: LoadedRun) -> dict[str, Any]:
+    # A base for a classification run needs the same head shape as the tuned one (its weights stay untrained).
+    from tunesmith.train.classification import head_kwargs
+
+    labels = getattr(run.model.config, "id2label", None) if run.config.task == "classification" else None
+    return head_kwargs([labels[i] for i in sorted(labels)]) if labels else {}

@@ -39,9 +39,9 @@ def teacher_forced_loss(
     from tunesmith.evaluate.generation import autocast
 
     # Right padding (the training collator): left padding would shift Llama-style position ids.
-    collate = make_collator(tokenizer, packing=False)
-    ordered = sorted(examples, key=lambda e: len(e["input_ids"]))  # similar lengths: little padding
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
+    collate = make_collator(tokenizer, packing=False, task="seq2seq" if encoder_decoder else "causal_lm")
+    ordered = sorted(examples, key=lambda e: len(e["input_ids"]))  # similar lengths: little padding
     totals = LossTotals()
     for start in range(0, len(ordered), batch_size):
         batch = collate(ordered[start : start + batch_size]).to(model.device)

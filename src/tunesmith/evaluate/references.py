@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import RunConfig
-from tunesmith.data.prepare import Tables, file_sha256, prepare_data, read_tables
+from tunesmith.data.prepare import Tables, file_sha256, prepare_data, read_tables, task_templates
 from tunesmith.data.render import Pair, render_pairs
 from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns, render, template_columns
@@ -53,14 +53,14 @@ class EvalSet:
 def read_source(config: RunConfig, data: Path | None) -> EvalSource:
     """Read the run's data (for its eval split) or the ``--data`` file and check the template columns."""
     cfg = config.data
-    templates = {"data.prompt": cfg.prompt, "data.response": cfg.response}
+    templates = task_templates(cfg, config.task)
     if data is not None:
         frame = read_table(data, "--data")
         check_columns(templates, frame.columns, data)
         return EvalSource(None, frame, {"source": "file", "path": str(data), "sha256": file_sha256(data)})
     if cfg.eval is None and cfg.eval_fraction == 0:
         raise _no_eval_split(config)
-    tables = read_tables(cfg)
+    tables = read_tables(cfg, config.task)
     path = cfg.eval if cfg.eval is not None else cfg.train
     return EvalSource(tables, None, {"source": "eval_split", "path": str(path), "sha256": tables.sha256})
 
@@ -69,16 +69,16 @@ def build_eval_set(
     source: EvalSource, config: RunConfig, tokenizer: PreTrainedTokenizerBase, limit: int | None
 ) -> EvalSet:
     """Group the rows into inputs with their references, keep the first ``limit`` inputs, tokenise the pairs."""
-    from tunesmith.data.tokenize import tokenize_pairs
+    from tunesmith.data.tokenize import tokenize_pairs, tokenize_seq2seq
 
     pairs, frame = _pairs(source, config, tokenizer)
-    assert config.data.prompt is not None and config.data.response is not None
-    lists = list_references(frame, config.data.prompt, config.data.response)
+    lists = list_references(frame, *task_templates(config.data, config.task).values())
     examples = group_references(pairs, lists)[:limit]
     if not examples:
         raise _no_eval_split(config) if source.tables is not None else _no_rows(source)
     flat = [Pair(e.prompt, ref) for e in examples for ref in e.references]
-    tokenized, _ = tokenize_pairs(flat, tokenizer, config.data)
+    encode = tokenize_seq2seq if config.task == "seq2seq" else tokenize_pairs
+    tokenized, _ = encode(flat, tokenizer, config.data)
     if not tokenized:
         raise TunesmithError(f"data.max_length: no response token of the eval rows fits in {config.data.max_length}")
     description = source.description | {"inputs": len(examples), "pairs": len(flat), "limit": limit}
@@ -134,14 +134,13 @@ def _pairs(
     source: EvalSource, config: RunConfig, tokenizer: PreTrainedTokenizerBase
 ) -> tuple[list[Pair], pd.DataFrame]:
     cfg = config.data
-    assert cfg.prompt is not None and cfg.response is not None
     if source.tables is not None:
         # The same call training made, so the split (seed, fraction, dropped rows) is the same.
-        prepared = prepare_data(cfg, source.tables, tokenizer)
+        prepared = prepare_data(cfg, source.tables, tokenizer, config.task)
         frame = source.tables.eval if source.tables.eval is not None else source.tables.train
         return prepared.eval_pairs, frame
     assert source.frame is not None
-    pairs, _ = render_pairs(source.frame, cfg.prompt, cfg.response)
+    pairs, _ = render_pairs(source.frame, *task_templates(cfg, config.task).values())
     return pairs, source.frame
 
 

@@ -30,6 +30,7 @@ class EvalReport:
     tuned_outputs: list[str]
     base: dict[str, float] | None = None
     base_outputs: list[str] | None = None
+    extra: dict[str, Any] | None = None  # task-specific results (classification: per-class report, confusion)
 
     def delta(self) -> dict[str, float] | None:
         """Tuned minus base, per metric both have."""
@@ -48,7 +49,7 @@ def eval_json(report: EvalReport) -> str:
         "metric_names": report.metric_names,
         "metrics": {"base": report.base, "tuned": report.tuned},
         "delta": report.delta(),
-    }
+    } | (report.extra or {})
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import RunConfig
-from tunesmith.console import say
+from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, LoadedRun, base_model_view, generate, load_run_model
 from tunesmith.evaluate.loss import teacher_forced_loss
@@ -34,7 +34,12 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it."""
     if limit is not None and limit < 1:
         raise TunesmithError(f"--limit {limit}: must be at least 1 (how many inputs to evaluate)")
+    quiet_libraries()
     config, record = read_run(run_dir)
+    if config.task == "classification":
+        from tunesmith.evaluate.classify import evaluate_classification
+
+        return evaluate_classification(run_dir, data, limit)
     names = metric_names(config)
     source = read_source(config, data)
     if source.tables is not None and source.tables.sha256 != record.data.get("data", {}).get("sha256"):
@@ -65,8 +70,6 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
 
 def metric_names(config: RunConfig) -> list[str]:
     """The run's metrics (eval.metrics, or the task's defaults), checked against the registry."""
-    if config.task != "causal_lm":
-        raise TunesmithError(f"tunesmith eval: task {config.task} is not supported yet", hint="causal_lm runs only")
     names = list(config.eval.metrics or default_metrics(config.task))
     build_metrics(names)  # unknown names fail here, before any model loads
     return names

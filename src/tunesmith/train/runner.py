@@ -67,9 +67,10 @@ def train(
     """
     quiet_libraries()
     watch = Stopwatch()
+    check_selection(cfg)
     checkpoint = _check_resumable(resume, cfg) if resume is not None else None
     with watch.measure("setup"):
-        tables = read_tables(cfg.data)
+        tables = read_tables(cfg.data, cfg.task)
         session = _load(cfg, tables)
     run_dir = resume if resume is not None else new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
@@ -106,6 +107,10 @@ def train(
     return RunResult(run_dir, metrics, progress.tokens_per_second, session.data.stats, watch.timings)
 
 
+# What the end-of-run line shows (the rest is in run.json).
+SUMMARY_METRICS = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_macro_f1", "eval_bleu", "eval_rougeL")
+
+
 def train_from_file(config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None = None) -> RunResult:
     """Load a config file (with ``--set`` overrides) and train it."""
     return train(load_config(config_path, overrides), output_dir, resume)
@@ -117,16 +122,17 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     from tunesmith.data.collate import supports_packing
     from tunesmith.methods import apply_method, get_method, parameter_counts
     from tunesmith.models import load_model, load_tokenizer, resolve_model
+    from tunesmith.train.classification import head_kwargs
     from tunesmith.train.precision import resolve_precision
 
     method = get_method(cfg.method.name)
     precision = resolve_precision(cfg.train.precision)
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(resolved, cfg.model)
-    data = prepare_data(cfg.data, tables, tokenizer)
+    data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
-    model = apply_method(load_model(resolved, cfg.model, cfg.task), cfg.method, cfg.task)
+    model = apply_method(load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels)), cfg.method, cfg.task)
     trainable, total = parameter_counts(model)
     say(
         f"model: {cfg.model.name} ({resolved.source}), method {cfg.method.name}: "
@@ -156,6 +162,7 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
         "seed": cfg.train.seed,
         "precision": {"value": session.precision[0], "reason": session.precision[1]},
         "packing": session.packing,
+        "labels": session.data.labels,
         "parameters": {"trainable": trainable, "total": total},
         "versions": environment_versions(),
         "data": {"sha256": session.data.sha256, "stats": vars(session.data.stats)},
@@ -175,9 +182,15 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
 
     from tunesmith.data.collate import make_collator
     from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
+    from tunesmith.train.classification import classification_extras
+    from tunesmith.train.generation_metrics import GenerationMetricsCallback
 
     progress = ProgressCallback()
-    callbacks: list[Any] = [progress, MetricsFileCallback(run_dir / "metrics.jsonl"), stop]
+    metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")
+    callbacks: list[Any] = [progress, metrics_file, stop]
+    if cfg.eval.metrics and cfg.task != "classification" and session.data.eval is not None:
+        # Before early stopping, which reads the metrics this callback adds.
+        callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     if cfg.train.gradient_checkpointing and session.adapter:
@@ -187,9 +200,10 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         args=_training_arguments(cfg, session, run_dir),
         train_dataset=session.data.train,
         eval_dataset=session.data.eval,
-        data_collator=_drop_length(make_collator(session.tokenizer, session.packing)),
+        data_collator=_drop_length(make_collator(session.tokenizer, session.packing, cfg.task, session.model)),
         processing_class=session.tokenizer,
         callbacks=callbacks,
+        **(classification_extras(cfg, session.data) if cfg.task == "classification" else {}),
     )
     trainer.remove_callback(PrinterCallback)
     return trainer, progress
@@ -202,7 +216,9 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
     t = cfg.train
     has_eval = session.data.eval is not None
     early_stopping = bool(t.early_stopping_patience) and has_eval
-    eval_steps = t.eval_steps or (t.save_steps if early_stopping else None)
+    select_by = selection_metric(cfg)
+    keep_best = has_eval and (early_stopping or select_by != "eval_loss")
+    eval_steps = t.eval_steps or (t.save_steps if keep_best else None)
     eval_strategy = "no" if not has_eval else ("steps" if eval_steps else "epoch")
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -226,11 +242,11 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
         save_strategy="steps",
-        save_steps=(eval_steps or t.save_steps) if early_stopping else t.save_steps,
+        save_steps=(eval_steps or t.save_steps) if keep_best else t.save_steps,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=early_stopping,
-        metric_for_best_model="eval_loss" if early_stopping else None,
-        greater_is_better=False if early_stopping else None,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=select_by if keep_best else None,
+        greater_is_better=not select_by.endswith(("loss", "perplexity")) if keep_best else None,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         disable_tqdm=True,
@@ -241,6 +257,28 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         include_num_input_tokens_seen="all" if session.packing else "non_padding",
         train_sampling_strategy="random" if session.packing else "group_by_length",
     )
+
+
+def selection_metric(cfg: RunConfig) -> str:
+    """The Trainer's name of the metric that picks the best checkpoint (train.select_by, eval_ prefixed)."""
+    name = cfg.train.select_by
+    return name if name.startswith("eval_") else f"eval_{name}"
+
+
+def check_selection(cfg: RunConfig) -> None:
+    """Fail before training when train.select_by or eval.metrics names something training cannot compute."""
+    from tunesmith.evaluate.metrics import build_metrics
+
+    during = ["accuracy", "macro_f1"] if cfg.task == "classification" else list(cfg.eval.metrics or [])
+    produced = {f"eval_{key}" for metric in build_metrics(during).values() for key in metric.compute()}
+    name = selection_metric(cfg)
+    if name not in produced | {"eval_loss"}:
+        raise TunesmithError(
+            f"train.select_by: {cfg.train.select_by!r} is not computed during training",
+            hint=f"use eval_loss or one of {', '.join(sorted(k.removeprefix('eval_') for k in produced))}"
+            if produced
+            else "list it in eval.metrics, e.g. eval.metrics: [bleu]",
+        )
 
 
 def _drop_length(collator: Any) -> Any:
@@ -255,10 +293,10 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
     metrics: dict[str, float] = {}
     if session.data.eval is not None:
         metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
-        if "eval_loss" in metrics:
+        if "eval_loss" in metrics and cfg.task != "classification":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
-        loss, perplexity = metrics.get("eval_loss", float("nan")), metrics.get("eval_perplexity", float("nan"))
-        say(f"eval: loss {loss:.4f}, perplexity {perplexity:.2f}")
+        shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
+        say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))
     session.tokenizer.save_pretrained(str(model_dir))

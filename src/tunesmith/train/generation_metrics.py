@@ -1,0 +1,59 @@
+"""Task metrics during training: answer a capped eval sample at every evaluation and score it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tunesmith.config import RunConfig
+from tunesmith.data.render import Pair
+from tunesmith.train.callbacks import MetricsFileCallback
+
+
+class GenerationMetricsCallback(TrainerCallback):
+    """Adds eval_<metric> (bleu, rouge, ...) to each evaluation's metrics, in place.
+
+    The Trainer reads the same metrics dict afterwards to pick the best checkpoint (train.select_by), and
+    early stopping reads it next, so this callback must come before EarlyStoppingCallback. Metrics are fed
+    batch by batch; only the sample's generated strings are held, never logits.
+    """
+
+    def __init__(self, cfg: RunConfig, tokenizer: Any, eval_pairs: list[Pair], log: MetricsFileCallback) -> None:
+        from tunesmith.evaluate.references import group_references
+
+        self.cfg, self.tokenizer, self.log = cfg, tokenizer, log
+        self.examples = group_references(eval_pairs)[: cfg.eval.generate_samples]
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        model = kwargs.get("model")
+        if model is None or metrics is None or not self.examples:
+            return
+        scores = self.score(model, "bf16" if args.bf16 else "fp32")
+        metrics.update({f"eval_{name}": value for name, value in scores.items()})
+        self.log.on_log(args, state, control, logs={f"eval_{k}": v for k, v in scores.items()})
+
+    def score(self, model: Any, precision: str) -> dict[str, float]:
+        """Greedy answers for the sample, scored with eval.metrics."""
+        from tunesmith.evaluate.generation import Decoding, generate
+        from tunesmith.evaluate.metrics import build_metrics
+
+        assert self.cfg.eval.metrics is not None
+        metrics = build_metrics(self.cfg.eval.metrics)
+        decoding = Decoding(max_new_tokens=self.cfg.eval.max_new_tokens)
+        batch = self.cfg.eval.batch_size
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, len(self.examples), batch):
+                rows = self.examples[start : start + batch]
+                answers = generate(
+                    model, self.tokenizer, self.cfg, [r.prompt for r in rows], decoding, batch, precision
+                )
+                for metric in metrics.values():
+                    metric.update(answers, [r.references for r in rows])
+        finally:
+            model.train(was_training)
+        return {key: value for metric in metrics.values() for key, value in metric.compute().items()}
