@@ -37,11 +37,28 @@ def train(
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Continue this interrupted run from its last checkpoint.")
     ] = None,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="Training processes on this machine (DDP).")] = 1,
+    nnodes: Annotated[int, typer.Option("--nnodes", min=1, help="Machines taking part.")] = 1,
+    node_rank: Annotated[int, typer.Option("--node-rank", min=0, help="This machine's rank (0 writes the run).")] = 0,
+    master_addr: Annotated[str, typer.Option("--master-addr", help="Address of machine 0.")] = "127.0.0.1",
+    master_port: Annotated[
+        int | None, typer.Option("--master-port", help="Rendezvous port; unset: a free one.")
+    ] = None,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", hidden=True)] = None,
 ) -> None:
     """Fine-tune the model the config describes and write a run directory."""
+    import os
+
     from tunesmith.train.runner import SUMMARY_METRICS, train_from_file
 
-    result = train_from_file(config, set_ or [], output_dir, resume)
+    if (nproc > 1 or nnodes > 1) and "WORLD_SIZE" not in os.environ:
+        from tunesmith.train.launch import Topology, launch
+
+        topology = Topology(nproc, nnodes, node_rank, master_addr, master_port)
+        raise typer.Exit(launch(config, set_ or [], output_dir, resume, topology))
+    result = train_from_file(config, set_ or [], output_dir, resume, run_dir)
+    if os.environ.get("RANK", "0") != "0":
+        return
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in SUMMARY_METRICS)
     out_console.print(f"completed: {result.run_dir}")
     out_console.print(f"throughput: {result.tokens_per_second:.0f} tokens/s" + (f"; {metrics}" if metrics else ""))
@@ -255,12 +272,8 @@ def main() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        # Without standalone mode, typer turns Ctrl-C into a returned exit code (130) rather than raising.
-        code = app(args=argv, prog_name="tunesmith", standalone_mode=False)
-        if isinstance(code, int) and code != 0:
-            if code == 130:
-                err_console.print("interrupted", markup=False)
-            raise SystemExit(code)
+        # Standalone mode: typer reports usage errors itself and turns Ctrl-C into exit code 130.
+        app(args=argv, prog_name="tunesmith", standalone_mode=True)
     except TunesmithError as err:
         if debug:
             raise
@@ -271,17 +284,6 @@ def main() -> None:
             raise
         err_console.print("interrupted", markup=False)
         raise SystemExit(130) from None
-    except typer.Exit as done:
-        raise SystemExit(done.exit_code) from None
-    except Exception as err:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            raise SystemExit(err.exit_code) from None
-        if isinstance(err, click.exceptions.Abort):
-            raise SystemExit(130) from None
-        raise
 
 
 if __name__ == "__main__":

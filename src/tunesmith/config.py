@@ -116,6 +116,19 @@ class TrainConfig(_Section):
         description="Metric that picks the best checkpoint and drives early stopping: eval_loss, or a task "
         "metric computed during training (bleu, rouge, ... listed in eval.metrics; accuracy, macro_f1).",
     )
+    distributed: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp", description="Engine when several processes train (--nproc): ddp, fsdp or deepspeed."
+    )
+    fsdp_sharding: Literal["full_shard", "shard_grad_op", "hybrid_shard", "no_shard"] = Field(
+        "full_shard", description="FSDP sharding strategy."
+    )
+    fsdp_wrap: list[str] | None = Field(
+        None, description="FSDP auto-wrap block class names (e.g. LlamaDecoderLayer); unset: the model's own."
+    )
+    deepspeed_stage: Literal[2, 3] = Field(2, description="DeepSpeed ZeRO stage.")
+    deepspeed_offload: bool = Field(
+        False, description="DeepSpeed: offload optimizer state (and stage-3 weights) to CPU."
+    )
     class_weights: Literal["none", "auto"] = Field(
         "none", description="Classification: auto weighs the loss by inverse class frequency (imbalanced labels)."
     )

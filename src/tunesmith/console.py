@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -9,8 +11,9 @@ out_console = Console(highlight=False, soft_wrap=True)
 
 
 def say(message: str) -> None:
-    """A progress note for the user (stderr, so stdout stays clean for results)."""
-    err_console.print(message, markup=False)
+    """A progress note for the user (stderr, so stdout stays clean for results); silent on ranks other than 0."""
+    if os.environ.get("RANK", "0") == "0":
+        err_console.print(message, markup=False)
 
 
 def quiet_libraries() -> None:

@@ -51,15 +51,17 @@ def new_run_dir(output_dir: Path, name: str) -> Path:
 class RunRecord:
     """run.json of one run directory: versions, hashes, status and timings."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, writable: bool = True) -> None:
         self.run_dir = run_dir
         self.path = run_dir / "run.json"
+        self.writable = writable  # in a multi-process run only rank 0 writes
         self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def update(self, **fields: Any) -> None:
         """Merge fields and rewrite run.json atomically."""
         self.data.update(fields)
-        atomic_write(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
+        if self.writable:
+            atomic_write(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
 
     def set_status(self, status: Status, **fields: Any) -> None:
         """Record a status change (and when it happened)."""

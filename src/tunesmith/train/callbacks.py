@@ -23,6 +23,8 @@ class ProgressCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         from tqdm.auto import tqdm
 
+        if not state.is_world_process_zero:
+            return
         self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step", mininterval=1.0)
         self.start_time, self.start_tokens = time.perf_counter(), state.num_input_tokens_seen
 
@@ -67,20 +69,40 @@ class MetricsFileCallback(TrainerCallback):
 class GracefulStopCallback(TrainerCallback):
     """First Ctrl-C / SIGTERM: finish the step, save a checkpoint, stop. A second one aborts at once."""
 
+    # A launcher and a terminal may deliver the same Ctrl-C twice within moments; only a later one aborts.
+    ABORT_AFTER_SECONDS = 2.0
+
     def __init__(self) -> None:
         self.requested = False
+        self.requested_at = 0.0
 
     def request(self, signum: int, frame: Any) -> None:
         """Signal handler."""
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            if time.monotonic() - self.requested_at > self.ABORT_AFTER_SECONDS:
+                raise KeyboardInterrupt
+            return
+        self.requested, self.requested_at = True, time.monotonic()
         from tunesmith.console import say
 
         say("\nstopping after this step and saving a checkpoint (press Ctrl-C again to abort now)")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self.requested = _any_rank(self.requested)
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def _any_rank(flag: bool) -> bool:
+    # Every process must stop after the same step, or the next collective waits forever.
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return flag
+    import torch
+
+    shared = torch.tensor([int(flag)])
+    dist.all_reduce(shared, op=dist.ReduceOp.MAX)
+    return bool(shared.item())

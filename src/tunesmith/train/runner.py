@@ -26,6 +26,7 @@ from tunesmith.errors import TunesmithError
 if TYPE_CHECKING:
     from tunesmith.train.callbacks import GracefulStopCallback
 from tunesmith.rundir import RunRecord, Stopwatch, atomic_write, environment_versions, new_run_dir, now_iso
+from tunesmith.train.distributed import global_batch, is_main_process, world_size
 
 
 @dataclass
@@ -58,12 +59,14 @@ def train(
     resume: Path | None = None,
     callbacks: list[Any] | None = None,
     parent: str | None = None,
+    run_dir: Path | None = None,
 ) -> RunResult:
     """Fine-tune the model described by ``cfg``; write a run directory under ``output_dir``.
 
     With ``resume``, continue that run from its last checkpoint instead of starting a new one.
     ``callbacks`` are extra transformers ``TrainerCallback`` objects (a study reports each evaluation
-    through one); ``parent`` names the study a trial belongs to and is saved in run.json.
+    through one); ``parent`` names the study a trial belongs to and is saved in run.json. ``run_dir`` is
+    a directory the multi-process launcher already made; every process gets it, only rank 0 writes to it.
     """
     quiet_libraries()
     watch = Stopwatch()
@@ -72,7 +75,7 @@ def train(
     with watch.measure("setup"):
         tables = read_tables(cfg.data, cfg.task)
         session = _load(cfg, tables)
-    run_dir = resume if resume is not None else new_run_dir(output_dir, cfg.name)
+    run_dir = resume or run_dir or new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
     if parent is not None:
         record.update(parent=parent)
@@ -97,7 +100,8 @@ def train(
     except BaseException as err:
         record.set_status("failed", error=f"{type(err).__name__}: {err}", timings=watch.timings)
         raise
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    if record.writable:
+        shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     train_summary = {
         "steps": trainer.state.global_step,
         "tokens_seen": trainer.state.num_input_tokens_seen,
@@ -111,9 +115,11 @@ def train(
 SUMMARY_METRICS = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_macro_f1", "eval_bleu", "eval_rougeL")
 
 
-def train_from_file(config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None = None) -> RunResult:
+def train_from_file(
+    config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None = None, run_dir: Path | None = None
+) -> RunResult:
     """Load a config file (with ``--set`` overrides) and train it."""
-    return train(load_config(config_path, overrides), output_dir, resume)
+    return train(load_config(config_path, overrides), output_dir, resume, run_dir=run_dir)
 
 
 def _load(cfg: RunConfig, tables: Tables) -> _Session:
@@ -123,9 +129,11 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     from tunesmith.methods import apply_method, get_method, parameter_counts
     from tunesmith.models import load_model, load_tokenizer, resolve_model
     from tunesmith.train.classification import head_kwargs
+    from tunesmith.train.distributed import check_engine
     from tunesmith.train.precision import resolve_precision
 
     method = get_method(cfg.method.name)
+    check_engine(cfg)
     precision = resolve_precision(cfg.train.precision)
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(resolved, cfg.model)
@@ -140,14 +148,20 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     )
     packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
     say(f"precision: {precision[0]} ({precision[1]}); batches: {'packed, no padding' if packing else 'padded'}")
+    batch = global_batch(cfg)
+    say(
+        f"batch: {batch['per_device']} per device x {batch['processes']} processes x {batch['accumulation']} "
+        f"accumulation = {batch['global']} rows per optimizer step"
+    )
     return _Session(model, tokenizer, data, resolved, precision, packing, method.adapter)
 
 
 def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: bool) -> RunRecord:
     from tunesmith.methods import parameter_counts
 
-    atomic_write(run_dir / "config.yaml", dump_config(cfg))
-    record = RunRecord(run_dir)
+    record = RunRecord(run_dir, writable=is_main_process())
+    if record.writable:
+        atomic_write(run_dir / "config.yaml", dump_config(cfg))
     trainable, total = parameter_counts(session.model)
     fields: dict[str, Any] = {
         "name": cfg.name,
@@ -162,6 +176,7 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
         "seed": cfg.train.seed,
         "precision": {"value": session.precision[0], "reason": session.precision[1]},
         "packing": session.packing,
+        "batch": global_batch(cfg),
         "labels": session.data.labels,
         "parameters": {"trainable": trainable, "total": total},
         "versions": environment_versions(),
@@ -213,6 +228,8 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
     import torch
     from transformers import TrainingArguments
 
+    from tunesmith.train.distributed import engine_arguments
+
     t = cfg.train
     has_eval = session.data.eval is not None
     early_stopping = bool(t.early_stopping_patience) and has_eval
@@ -248,6 +265,9 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         metric_for_best_model=select_by if keep_best else None,
         greater_is_better=not select_by.endswith(("loss", "perplexity")) if keep_best else None,
         use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
+        ddp_find_unused_parameters=False,
+        **engine_arguments(cfg),
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=t.num_workers,
@@ -298,7 +318,9 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
     model_dir = run_dir / "model"
-    trainer.save_model(str(model_dir))
+    trainer.save_model(str(model_dir))  # writes on the main process only
+    if not is_main_process():
+        return metrics
     session.tokenizer.save_pretrained(str(model_dir))
     if cfg.export.merge and session.adapter:
         merged = trainer.model.merge_and_unload()
@@ -319,10 +341,12 @@ def _check_resumable(run_dir: Path, cfg: RunConfig) -> str | None:
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     if last is None:
         say(f"resume: no checkpoint in {run_dir} yet; starting from step 0")
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        if is_main_process():
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         return None
     step = int(Path(last).name.rsplit("-", 1)[-1])
-    _trim_metrics(run_dir / "metrics.jsonl", step)
+    if is_main_process():
+        _trim_metrics(run_dir / "metrics.jsonl", step)
     say(f"resume: continuing {run_dir.name} from step {step}")
     return last
 

@@ -171,6 +171,8 @@ def test_cli_prints_the_table(
     from tunesmith.cli import main
 
     monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--limit", "1"])
-    main()
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
     out = capsys.readouterr().out
     assert all(word in out for word in ("base", "tuned", "delta", "bleu", "perplexity"))

@@ -1,0 +1,89 @@
+"""``tunesmith train --nproc N``: start N training processes with torchrun, data parallel.
+
+The launcher checks the config and the data, warms the tokenised cache (so every rank reads the same
+cache instead of tokenising N times), makes the run directory, then runs ``torch.distributed.run`` with
+the same ``tunesmith train`` command and ``--run-dir``. If the workers die without saying so, run.json is
+set to failed, so a crashed run never looks completed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.config import RunConfig, load_config
+from tunesmith.console import say
+from tunesmith.rundir import RunRecord, new_run_dir
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where the processes run: N per machine, M machines, this machine's rank, the rendezvous address."""
+
+    nproc: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int | None = None
+
+
+def launch(config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None, topology: Topology) -> int:
+    """Run the config on ``topology.nproc`` local processes (times ``nnodes`` machines); return the exit code."""
+    from tunesmith.train.distributed import check_engine, free_port
+
+    cfg = load_config(config_path, overrides)
+    check_engine(cfg)
+    _warm_token_cache(cfg)
+    run_dir = resume or (new_run_dir(output_dir, cfg.name) if topology.node_rank == 0 else None)
+    port = topology.master_port or free_port()
+    command = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc-per-node={topology.nproc}", f"--nnodes={topology.nnodes}", f"--node-rank={topology.node_rank}",
+        f"--master-addr={topology.master_addr}", f"--master-port={port}",
+        "-m", "tunesmith.cli", "train", str(config_path), "--output-dir", str(output_dir),
+        *[arg for item in overrides for arg in ("--set", item)],
+    ]  # fmt: skip
+    if resume is not None:
+        command += ["--resume", str(resume)]
+    elif run_dir is not None:
+        command += ["--run-dir", str(run_dir)]
+    say(f"launch: {topology.nproc} processes x {topology.nnodes} machines (rendezvous {topology.master_addr}:{port})")
+    code = _run_forwarding_signals(command)
+    if run_dir is not None:
+        _never_left_running(run_dir, code)
+    return code
+
+
+def _warm_token_cache(cfg: RunConfig) -> None:
+    from tunesmith.console import quiet_libraries
+    from tunesmith.data.prepare import prepare_data, read_tables
+    from tunesmith.models import load_tokenizer, resolve_model
+
+    quiet_libraries()
+    tokenizer = load_tokenizer(resolve_model(cfg.model.name, cfg.model.revision), cfg.model)
+    prepare_data(cfg.data, read_tables(cfg.data, cfg.task), tokenizer, cfg.task)
+
+
+def _never_left_running(run_dir: Path, code: int) -> None:
+    # A worker killed outright (OOM, SIGKILL) cannot record its own end; the launcher does it for it.
+    record = RunRecord(run_dir)
+    if record.status == "running" and code != 0:
+        record.set_status("interrupted" if code in (130, -2) else "failed", error=f"workers exited with code {code}")
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    # Ctrl-C reaches the whole process group already; a SIGTERM sent to the launcher alone is passed on.
+    # Either way the launcher stays alive until the workers have saved their checkpoint and stopped.
+    child = subprocess.Popen(command)
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signal.SIGTERM)),
+    }
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,120 @@
+"""tunesmith doctor finds planted problems: a duplicate, a train/eval overlap, a truncated row, no rows left."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fixtures import ADS, write_config
+from tunesmith.config import load_config
+from tunesmith.doctor import diagnose, normalise, renderables
+
+
+def write_rows(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["product", "audience", "ad_text"])
+        writer.writerows(rows)
+    return path
+
+
+def codes(report) -> set[str]:  # type: ignore[no-untyped-def]
+    return {problem.code for problem in report.problems}
+
+
+def test_clean_data_has_no_warnings(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_rows(tmp_path / "ads.csv", ADS)
+    report = diagnose(load_config(write_config(tmp_path / "c.yaml", tiny_llama, table)), timing=False)
+    assert not [p for p in report.problems if p.severity != "info"], report.problems
+    assert len(report.examples) == 3
+    first = report.examples[0]
+    # The response (and its end marker) carries loss; the prompt does not.
+    loss_text = "".join(t.text for t in first.tokens if t.loss)
+    context = "".join(t.text for t in first.tokens if not t.loss)
+    assert ADS[0][2] in loss_text and "coffee" in context and ADS[0][2] not in context
+    assert report.lengths is not None and report.lengths.truncated == 0
+
+
+def test_finds_planted_duplicate_overlap_and_truncation(tmp_path: Path, tiny_llama: Path) -> None:
+    long_ad = "Buy now! " * 60
+    train = [*ADS, ADS[1], ("kettle", "tea lovers", long_ad), ("Coffee", "students", ADS[0][2].upper() + " ")]
+    table = write_rows(tmp_path / "train.csv", train)
+    evaluation = write_rows(tmp_path / "eval.csv", [ADS[3], ("mug", "office workers", "A mug for every desk.")])
+    config = write_config(
+        tmp_path / "c.yaml",
+        tiny_llama,
+        table,
+        data={"eval": str(evaluation), "max_length": 200},
+    )
+    report = diagnose(load_config(config), timing=False)
+
+    assert {"duplicates", "near-duplicates", "leakage", "truncated"} <= codes(report)
+    assert report.exact_duplicates == [[2, 9]]  # rows 2 and 9 (1-based) hold the same ad
+    assert [1, 11] in report.near_duplicates  # same text up to case and spacing
+    assert report.leaked == [{"eval_rows": [1], "train_rows": [4]}]
+    assert report.lengths is not None and report.lengths.truncated == 1 and report.lengths.max > 200
+    assert not report.blocking
+    problems = report.ranked()
+    assert [p.severity for p in problems] == sorted(
+        (p.severity for p in problems), key=["blocking", "warning", "info"].index
+    )
+    text = "\n".join(str(item) for item in renderables(report, styled=False))
+    assert "⟦" in text and "rows 2, 9" in text
+
+
+def test_leakage_inside_an_eval_fraction_split(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_rows(tmp_path / "ads.csv", ADS * 2)  # every row twice: any held-out row also trains
+    report = diagnose(load_config(write_config(tmp_path / "c.yaml", tiny_llama, table)), timing=False)
+    assert "leakage" in codes(report) and "duplicates" in codes(report)
+
+
+def test_blocking_when_every_row_is_truncated(tmp_path: Path, tiny_llama: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    table = write_rows(tmp_path / "ads.csv", ADS)
+    config = write_config(tmp_path / "c.yaml", tiny_llama, table, data={"max_length": 8})
+    done = CliRunner().invoke(app, ["doctor", str(config), "--no-timing", "--json"])
+    assert done.exit_code == 1, done.output
+    found = json.loads(done.stdout)
+    assert found["blocking"] and found["problems"][0]["severity"] == "blocking"
+    assert found["problems"][0]["code"] == "all-truncated"
+    assert found["lengths"]["truncated_share"] == 1.0
+
+
+def test_json_marks_each_token(tmp_path: Path, tiny_llama: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    config = write_config(tmp_path / "c.yaml", tiny_llama, write_rows(tmp_path / "ads.csv", ADS))
+    done = CliRunner().invoke(app, ["doctor", str(config), "--no-timing", "--json"])
+    assert done.exit_code == 0, done.output
+    tokens = json.loads(done.stdout)["examples"][0]["tokens"]
+    assert {"id", "text", "loss"} == set(tokens[0])
+    assert not tokens[0]["loss"] and tokens[-1]["loss"]
+
+
+def test_blocking_when_no_rows_are_left(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_rows(tmp_path / "ads.csv", [("coffee", "students", ""), ("tea", "retirees", " ")])
+    report = diagnose(load_config(write_config(tmp_path / "c.yaml", tiny_llama, table)), timing=False)
+    assert report.blocking and "no-rows" in codes(report)
+    assert report.empty_cells["ad_text"] == 2
+
+
+@pytest.mark.slow
+def test_timing_estimates_memory_and_time(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_rows(tmp_path / "ads.csv", ADS)
+    report = diagnose(load_config(write_config(tmp_path / "c.yaml", tiny_llama, table)), timing=True)
+    assert report.timing is not None
+    assert report.timing.seconds_per_step > 0 and report.timing.peak_rss_mb > 10
+    assert report.timing.steps_timed == 3 and report.timing.steps_per_epoch == 2  # 6 train rows, batch 4
+    assert any("estimate" in p.message for p in report.problems)
+
+
+def test_normalise() -> None:
+    assert normalise("Hello,   World!\n") == normalise("hello world") == "hello world"
