@@ -31,7 +31,7 @@ def test_embedded_model_trains_two_steps_and_answers(tunesmith, tmp_path: Path, 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "smollm2-135m-instruct (embedded)" in done.stderr
-    (run,) = list((tmp_path / "runs").iterdir())
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["parameters"]["total"] > 130_000_000
     assert next(shared_cache.glob("gguf/SmolLM2-135M-Instruct.Q4_1-*/model.safetensors"))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def only_run(output_dir: Path) -> Path:
-    (run,) = list(output_dir.iterdir())
+    (run,) = [p for p in output_dir.iterdir() if p.is_dir()]
     return run
 
 
@@ -41,6 +41,8 @@ def test_train_writes_a_complete_run_and_generate_uses_it(tunesmith, tmp_path: P
     assert "seed: 3" in (run / "config.yaml").read_text()
     assert (run / "model" / "adapter_model.safetensors").is_file()
     assert not (run / "checkpoints").exists()
+    assert (run / "model" / "README.md").read_text().startswith("---")  # the model card
+    assert (tmp_path / "runs" / "index.db").is_file()  # the run registry
 
     answered = tunesmith("generate", str(run), "--prompt", "Write an ad for tea aimed at students.", "--compare-base")
     assert answered.returncode == 0, answered.stderr
@@ -162,7 +164,7 @@ def test_bad_input_is_one_clear_line(tunesmith, tmp_path: Path, tiny_llama: Path
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, done.stderr
     assert __import__("re").search(BAD_INPUTS[case], lines[0]), lines[0]
-    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir()), "nothing half-written"
+    assert not (tmp_path / "runs").exists(), "nothing half-written"
 
 
 def test_debug_shows_the_traceback(tunesmith, tmp_path: Path, tiny_llama: Path, ads_csv: Path):  # type: ignore[no-untyped-def]

@@ -110,6 +110,9 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         extra=extra,
     )
     write_report(report)
+    from tunesmith.track.registry import record_run
+
+    record_run(run_dir)
     return report
 
 

@@ -20,6 +20,7 @@ from tunesmith.evaluate.metrics import build_metrics, default_metrics
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
 from tunesmith.evaluate.report import EvalReport, write_report
 from tunesmith.rundir import read_run
+from tunesmith.track.registry import record_run
 
 
 @dataclass
@@ -65,6 +66,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
         base_outputs=baseline.outputs if baseline else None,
     )
     write_report(report)
+    record_run(run_dir)  # eval metrics join the run's row in the registry
     return report
 
 

@@ -96,9 +96,11 @@ def train(
                 metrics = _evaluate_and_save(cfg, session, trainer, run_dir)
     except KeyboardInterrupt:
         record.set_status("interrupted", timings=watch.timings, hint=f"resume with --resume {run_dir}")
+        _index(record)
         raise
     except BaseException as err:
         record.set_status("failed", error=f"{type(err).__name__}: {err}", timings=watch.timings)
+        _index(record)
         raise
     if record.writable:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
@@ -108,7 +110,20 @@ def train(
         "tokens_per_second": round(progress.tokens_per_second, 1),
     }
     record.set_status("completed", finished_at=now_iso(), timings=watch.timings, metrics=metrics, train=train_summary)
+    _index(record, model_card=True)
     return RunResult(run_dir, metrics, progress.tokens_per_second, session.data.stats, watch.timings)
+
+
+def _index(record: RunRecord, model_card: bool = False) -> None:
+    # The registry (runs/index.db) and the model card describe the run; neither may fail it.
+    if not record.writable:
+        return
+    from tunesmith.track.model_card import write_model_card
+    from tunesmith.track.registry import record_run
+
+    if model_card:
+        write_model_card(record.run_dir)
+    record_run(record.run_dir)
 
 
 # What the end-of-run line shows (the rest is in run.json).
