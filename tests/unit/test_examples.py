@@ -11,11 +11,18 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*/config.yaml")
 
 
 def test_the_two_foundation_examples_exist() -> None:
-    assert {p.parent.name for p in EXAMPLES} >= {"marketing-copy", "customer-service"}
+    assert {p.parent.name for p in EXAMPLES} >= {
+        "marketing-copy",
+        "customer-service",
+        "sentiment",
+        "intent",
+        "summarization",
+        "multi-gpu",
+    }
 
 
 @pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.parent.name)
 def test_example_config_and_data_agree(config: Path) -> None:
     cfg = load_config(config)
-    tables = read_tables(cfg.data)
-    assert len(tables.train) >= 200
+    tables = read_tables(cfg.data, cfg.task)
+    assert len(tables.train) >= 150
