@@ -1,0 +1,1 @@
+"""Hyperparameter search on Ray Tune (``tunesmith tune``): the only package that imports Ray."""

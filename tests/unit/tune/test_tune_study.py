@@ -1,0 +1,111 @@
+"""Studies on the tiny model with a real (local, 2-CPU) Ray: ASHA, failures, best.yaml, Ctrl-C and --resume.
+
+One Ray session serves the whole module. Trials are 8 steps evaluated 4 times; the configurations come
+from tune.points, so which trial is good, hopeless or broken is fixed in advance.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures import write_config
+from tunesmith.config import load_config
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+GOOD = {"train.learning_rate": 0.05, "method.target_modules": "all-linear"}
+HOPELESS = {"train.learning_rate": 1e-7, "method.target_modules": "all-linear"}  # the loss does not move
+BROKEN = {"train.learning_rate": 0.05, "method.target_modules": ["no_such_proj"]}  # peft refuses it at load
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _study_config(tmp_path: Path, model: Path, table: Path, points: list[dict[str, Any]], **tune: Any) -> Path:
+    space = {
+        "train.learning_rate": {"choice": [0.05, 1e-7]},
+        "method.target_modules": {"choice": ["all-linear", ["no_such_proj"]]},
+    }
+    section = {"space": space, "num_trials": 4, "max_concurrent": 2, "search": "random", "points": points}
+    return write_config(
+        tmp_path / "study.yaml",
+        model,
+        table,
+        train={"max_steps": 8, "batch_size": 4, "logging_steps": 2, "learning_rate": 1e-3},
+        tune=section | tune,
+    )
+
+
+def _rows(study_dir: Path) -> list[dict[str, str]]:
+    with (study_dir / "trials.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_study_stops_weak_trials_records_failures_and_writes_a_trainable_best(
+    ray_session: None, tiny_llama: Path, ads_csv: Path, tmp_path: Path
+) -> None:
+    from tunesmith.train.runner import train
+    from tunesmith.tune.study import tune_from_file
+
+    config = _study_config(tmp_path, tiny_llama, ads_csv, [GOOD, BROKEN, HOPELESS, HOPELESS])
+    result = tune_from_file(config, [], tmp_path / "tune")
+
+    rows = {int(r["trial"]): r for r in _rows(result.study_dir)}
+    assert sorted(rows) == [1, 2, 3, 4] and not result.interrupted
+    assert rows[1]["status"] == "completed" and rows[1]["iterations"] == "4"
+    assert rows[2]["status"] == "failed" and "no_such_proj" in rows[2]["error"]
+    stopped = [r for r in rows.values() if r["status"] == "stopped-early"]
+    assert stopped and all(int(r["iterations"]) < 4 for r in stopped)
+    assert result.best is not None and result.best.trial == 1
+    # Every trial found the data the driver tokenised: none tokenised it again.
+    for row in rows.values():
+        if row["run_dir"]:
+            record = json.loads((Path(row["run_dir"]) / "run.json").read_text())
+            assert record["data"]["stats"]["cached"] is True and record["parent"] == result.study_dir.name
+            assert record["status"] in ("completed", "interrupted")
+    assert (result.study_dir / "plot.png").stat().st_size > 0
+
+    best = load_config(result.study_dir / "best.yaml", ["train.max_steps=2"])
+    assert best.tune is None and best.train.learning_rate == 0.05 and best.name == "tiny"
+    assert train(best, tmp_path / "runs").run_dir.is_dir()
+
+
+def test_interrupted_study_keeps_finished_trials_and_resumes_to_num_trials(
+    ray_session: None, tiny_llama: Path, ads_csv: Path, tmp_path: Path
+) -> None:
+    from ray import tune
+
+    from tunesmith.tune.study import tune_from_file
+
+    class CtrlCAfterTwo(tune.Callback):
+        def __init__(self) -> None:
+            self.ended = 0
+
+        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            self.ended += 1
+            if self.ended == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    config = _study_config(tmp_path, tiny_llama, ads_csv, [GOOD, GOOD, GOOD, GOOD], scheduler={"name": "fifo"})
+    first = tune_from_file(config, [], tmp_path / "tune", callbacks=[CtrlCAfterTwo()])
+    assert first.interrupted
+    assert [r["status"] for r in _rows(first.study_dir)] == ["completed", "completed"]
+
+    resumed = tune_from_file(config, [], tmp_path / "tune", resume=first.study_dir)
+    rows = _rows(resumed.study_dir)
+    assert not resumed.interrupted and resumed.study_dir == first.study_dir
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
+    assert len({r["trial"] for r in rows}) == 4
