@@ -164,7 +164,9 @@ class LoraMethod(_Section):
     name: Literal["lora"] = "lora"
     r: int = Field(16, ge=1, description="Adapter rank.")
     alpha: int = Field(32, ge=1, description="Scaling numerator (scale = alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    dropout: float = Field(
+        0.0, ge=0, lt=1, description="Dropout on the adapter input (0 by default: on CPU it costs a sixth of a step)."
+    )
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or all-linear."
     )

@@ -29,7 +29,10 @@ def make_collator(
         # Passing the model lets the collator build decoder_input_ids from the labels.
         return DataCollatorForSeq2Seq(tokenizer, model=model, padding="longest", label_pad_token_id=IGNORE_INDEX)
     if packing:
-        return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)
+        flatten = DataCollatorWithFlattening(
+            return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True
+        )
+        return ResponseOnlyPacking(flatten)
     tokenizer.padding_side = "right"
     return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
 
@@ -38,3 +41,39 @@ def supports_packing(model: Any) -> bool:
     """Whether the model builds its attention mask from packed position ids (transformers' masking utils)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return bool(getattr(base, "_supports_attention_backend", False)) and not base.config.is_encoder_decoder
+
+
+class ResponseOnlyPacking:
+    """Packed batches that also say which positions need logits: those that predict a loss-carrying token.
+
+    The vocabulary projection is the largest single matmul of a small LM (SmolLM2: 49k x 576), and with
+    loss on responses only, roughly half the positions never feed the loss. ``logits_to_keep`` makes the
+    model project just the positions that do; ``labels`` become their targets, already shifted, and
+    ``packed_response_loss`` scores them. The loss is the same as on full logits; the work is not.
+    """
+
+    def __init__(self, flatten: Any) -> None:
+        self.flatten = flatten
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.flatten(features)
+        targets = batch["labels"][:, 1:]
+        keep = (targets[0] != IGNORE_INDEX).nonzero().squeeze(-1)
+        if keep.numel() == 0:  # nothing to learn in this batch: one ignored position keeps shapes valid
+            keep = keep.new_zeros(1)
+        batch["logits_to_keep"] = keep
+        batch["labels"] = targets[:, keep]
+        return dict(batch)
+
+
+def packed_response_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Summed cross-entropy of the kept positions over the loss tokens of the (accumulated) batch."""
+    import torch
+
+    logits = outputs["logits"].float()
+    labels = labels.to(logits.device)
+    total = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE_INDEX).sum()
+    return total / torch.clamp(torch.as_tensor(count, device=logits.device), min=1)

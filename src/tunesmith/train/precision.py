@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tunesmith.config import Precision
 
@@ -29,3 +30,20 @@ def resolve_precision(requested: Precision) -> tuple[str, str]:
     if cpu_supports_bf16():
         return "bf16", "auto: the CPU has AVX512-BF16/AMX"
     return "fp32", "auto: the CPU has no native bf16"
+
+
+def cast_frozen_weights(model: Any) -> int:
+    """Store frozen weights in bf16; returns how many tensors changed.
+
+    Under bf16 autocast every matmul reads its weight in bf16 anyway, so a frozen fp32 weight costs a
+    conversion on every forward and backward (a quarter of a LoRA step on CPU) and twice the memory. The
+    trainable adapter weights stay fp32: they are the ones the optimizer updates.
+    """
+    import torch
+
+    changed = 0
+    for parameter in model.parameters():
+        if not parameter.requires_grad and parameter.dtype == torch.float32:
+            parameter.data = parameter.data.to(torch.bfloat16)
+            changed += 1
+    return changed

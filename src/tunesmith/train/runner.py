@@ -143,9 +143,10 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     from tunesmith.data.collate import supports_packing
     from tunesmith.methods import apply_method, get_method, parameter_counts
     from tunesmith.models import load_model, load_tokenizer, resolve_model
+    from tunesmith.models.attention import use_varlen_attention
     from tunesmith.train.classification import head_kwargs
     from tunesmith.train.distributed import check_engine
-    from tunesmith.train.precision import resolve_precision
+    from tunesmith.train.precision import cast_frozen_weights, resolve_precision
 
     method = get_method(cfg.method.name)
     check_engine(cfg)
@@ -156,12 +157,16 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
     model = apply_method(load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels)), cfg.method, cfg.task)
+    if precision[0] == "bf16" and method.adapter and method.packing:
+        cast_frozen_weights(model)
     trainable, total = parameter_counts(model)
     say(
         f"model: {cfg.model.name} ({resolved.source}), method {cfg.method.name}: "
         f"{trainable:,} trainable / {total:,} parameters ({100 * trainable / total:.2f}%)"
     )
     packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    if packing and cfg.model.attn_implementation is None:
+        use_varlen_attention(model)
     say(f"precision: {precision[0]} ({precision[1]}); batches: {'packed, no padding' if packing else 'padded'}")
     batch = global_batch(cfg)
     say(
@@ -212,7 +217,6 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
 
     from tunesmith.data.collate import make_collator
     from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
-    from tunesmith.train.classification import classification_extras
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
 
     progress = ProgressCallback()
@@ -233,10 +237,21 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         data_collator=_drop_length(make_collator(session.tokenizer, session.packing, cfg.task, session.model)),
         processing_class=session.tokenizer,
         callbacks=callbacks,
-        **(classification_extras(cfg, session.data) if cfg.task == "classification" else {}),
+        **_loss_arguments(cfg, session),
     )
     trainer.remove_callback(PrinterCallback)
     return trainer, progress
+
+
+def _loss_arguments(cfg: RunConfig, session: _Session) -> dict[str, Any]:
+    from tunesmith.data.collate import packed_response_loss
+    from tunesmith.train.classification import classification_extras
+
+    if cfg.task == "classification":
+        return classification_extras(cfg, session.data)
+    if session.packing:
+        return {"compute_loss_func": packed_response_loss}
+    return {}
 
 
 def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any:
@@ -332,6 +347,9 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+    from tunesmith.models.attention import use_default_attention
+
+    use_default_attention(trainer.model)
     model_dir = run_dir / "model"
     trainer.save_model(str(model_dir))  # writes on the main process only
     if not is_main_process():

@@ -6,8 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tunesmith.data.collate import make_collator, supports_packing
+from tunesmith.data.collate import make_collator, packed_response_loss, supports_packing
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.models.attention import VARLEN, use_varlen_attention
 
 EXAMPLES = [
     {"input_ids": [5, 17, 33, 41, 8, 9, 60], "labels": [IGNORE_INDEX] * 3 + [41, 8, 9, 60]},
@@ -21,20 +22,23 @@ def summed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def load(model_dir: Path, attention: str) -> torch.nn.Module:
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=attention)
+    loaded_as = "sdpa" if attention == VARLEN else attention
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation=loaded_as)
+    if attention == VARLEN:
+        use_varlen_attention(model)
     # As the Trainer does: with a KV cache, transformers ignores packed position ids and attends across rows.
     model.config.use_cache = False
     return model.eval()
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("attention", ["sdpa", "eager", VARLEN])
 def test_packed_rows_match_rows_alone(tiny_llama: Path, attention: str) -> None:
     model = load(tiny_llama, attention)
-    packed = make_collator(None, packing=True)(EXAMPLES)  # type: ignore[arg-type]
+    packed = make_collator(None, packing=True).flatten(EXAMPLES)  # type: ignore[arg-type]
     assert packed["input_ids"].shape == (1, 12)
     assert packed["position_ids"].tolist() == [[0, 1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4]]
 
-    packed_out = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"])
+    packed_out = model(**{k: v for k, v in packed.items() if k != "labels"})
     packed_loss = summed_loss(packed_out.logits, packed["labels"])
     packed_loss.backward()
     packed_grads = [p.grad.clone() for p in model.parameters()]
@@ -56,9 +60,36 @@ def test_packed_rows_match_rows_alone(tiny_llama: Path, attention: str) -> None:
 
 
 def test_loss_mask_survives_packing() -> None:
-    labels = make_collator(None, packing=True)(EXAMPLES)["labels"][0].tolist()  # type: ignore[arg-type]
+    collator = make_collator(None, packing=True)  # type: ignore[arg-type]
+    labels = collator.flatten(EXAMPLES)["labels"][0].tolist()
     # Prompt tokens keep their mask; the first token of the second row is masked so no loss spans the boundary.
     assert labels == [IGNORE_INDEX] * 3 + [41, 8, 9, 60] + [IGNORE_INDEX] * 2 + [90, 14, 3]
+    batch = collator(EXAMPLES)
+    # Only positions that predict a loss token get logits; their labels are those tokens, already shifted.
+    assert batch["logits_to_keep"].tolist() == [2, 3, 4, 5, 8, 9, 10]
+    assert batch["labels"].tolist() == [[41, 8, 9, 60, 90, 14, 3]]
+
+
+def test_response_only_logits_give_the_same_loss_and_gradients(tiny_llama: Path) -> None:
+    model = load(tiny_llama, "sdpa")
+    collator = make_collator(None, packing=True)  # type: ignore[arg-type]
+    full = collator.flatten(EXAMPLES)
+    reference = summed_loss(
+        model(input_ids=full["input_ids"], position_ids=full["position_ids"]).logits, full["labels"]
+    )
+    reference = reference / (full["labels"][:, 1:] != IGNORE_INDEX).sum()
+    reference.backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+
+    batch = collator(EXAMPLES)
+    outputs = model(**{k: v for k, v in batch.items() if k != "labels"})
+    assert outputs.logits.shape[1] == 7
+    loss = packed_response_loss(outputs, batch["labels"])
+    loss.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-6, rtol=1e-5)
+    for grad, parameter in zip(expected, model.parameters(), strict=True):
+        torch.testing.assert_close(parameter.grad, grad, atol=1e-6, rtol=1e-4)
 
 
 def test_padded_batches_pad_labels_with_the_ignore_index(tiny_llama: Path) -> None:
@@ -76,3 +107,13 @@ def test_llama_supports_packing_and_t5_does_not(tiny_llama: Path, tiny_t5: Path)
 
     assert supports_packing(load(tiny_llama, "sdpa"))
     assert not supports_packing(AutoModelForSeq2SeqLM.from_pretrained(tiny_t5))
+
+
+def test_varlen_kernel_falls_back_to_sdpa_for_padded_generation(tiny_llama: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["Write an ad for tea", "Hi"], return_tensors="pt", padding=True)
+    expected = load(tiny_llama, "sdpa").generate(**batch, max_new_tokens=5, do_sample=False)
+    assert torch.equal(load(tiny_llama, VARLEN).generate(**batch, max_new_tokens=5, do_sample=False), expected)
