@@ -56,13 +56,18 @@ class ResponseOnlyPacking:
         self.flatten = flatten
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
         batch = self.flatten(features)
         targets = batch["labels"][:, 1:]
         keep = (targets[0] != IGNORE_INDEX).nonzero().squeeze(-1)
         if keep.numel() == 0:  # nothing to learn in this batch: one ignored position keeps shapes valid
             keep = keep.new_zeros(1)
         batch["logits_to_keep"] = keep
-        batch["labels"] = targets[:, keep]
+        # A leading ignored slot: the Trainer counts a causal LM's loss tokens as labels[..., 1:] (it expects
+        # unshifted labels), so this keeps its token count, and the loss normalisation, exact.
+        ignored = targets.new_full((1, 1), IGNORE_INDEX)
+        batch["labels"] = torch.cat([ignored, targets[:, keep]], dim=1)
         return dict(batch)
 
 
@@ -71,7 +76,7 @@ def packed_response_loss(outputs: Any, labels: Any, num_items_in_batch: Any = No
     import torch
 
     logits = outputs["logits"].float()
-    labels = labels.to(logits.device)
+    labels = labels[:, 1:].to(logits.device)  # drop the leading ignored slot (see ResponseOnlyPacking)
     total = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
     )

@@ -67,7 +67,7 @@ def test_loss_mask_survives_packing() -> None:
     batch = collator(EXAMPLES)
     # Only positions that predict a loss token get logits; their labels are those tokens, already shifted.
     assert batch["logits_to_keep"].tolist() == [2, 3, 4, 5, 8, 9, 10]
-    assert batch["labels"].tolist() == [[41, 8, 9, 60, 90, 14, 3]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 41, 8, 9, 60, 90, 14, 3]]
 
 
 def test_response_only_logits_give_the_same_loss_and_gradients(tiny_llama: Path) -> None:
