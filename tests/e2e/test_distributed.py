@@ -55,7 +55,7 @@ def test_checkpoint_from_two_processes_resumes_in_one(tunesmith, tmp_path: Path,
     assert launcher.returncode != 0
     assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
 
-    step = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
+    step = max(int(p.parent.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
     resumed = tunesmith("train", str(config), "--resume", str(run), "--set", f"train.max_steps={step + 2}")
     assert resumed.returncode == 0, resumed.stderr
     record = json.loads((run / "run.json").read_text())

@@ -87,7 +87,8 @@ def test_killed_run_never_looks_completed_and_resumes(tunesmith, tmp_path: Path,
     assert json.loads((run / "run.json").read_text())["status"] == "running"
     assert tunesmith("generate", str(run), "--prompt", "x").returncode != 0
 
-    step = max(int(p.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*"))
+    # The kill may land while a checkpoint is being written; resume takes the newest complete one.
+    step = max(int(p.parent.name.split("-")[1]) for p in (run / "checkpoints").glob("checkpoint-*/trainer_state.json"))
     resumed = tunesmith("train", str(config), "--resume", str(run), "--set", f"train.max_steps={step + 3}")
     assert resumed.returncode == 0, resumed.stderr
     assert f"from step {step}" in resumed.stderr

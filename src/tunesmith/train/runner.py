@@ -363,25 +363,46 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
 
 
 def _check_resumable(run_dir: Path, cfg: RunConfig) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
     record = RunRecord(run_dir)
     if record.status is None:
         raise TunesmithError(f"--resume {run_dir}: not a tunesmith run directory (no run.json)")
     if record.status == "completed":
         raise TunesmithError(f"--resume {run_dir}: this run already completed")
-    checkpoints = run_dir / "checkpoints"
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(run_dir / "checkpoints")
     if last is None:
         say(f"resume: no checkpoint in {run_dir} yet; starting from step 0")
         if is_main_process():
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         return None
-    step = int(Path(last).name.rsplit("-", 1)[-1])
+    step = checkpoint_step(Path(last))
     if is_main_process():
         _trim_metrics(run_dir / "metrics.jsonl", step)
     say(f"resume: continuing {run_dir.name} from step {step}")
     return last
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint-N directory was saved at."""
+    return int(path.name.rsplit("-", 1)[-1])
+
+
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint that finished writing.
+
+    A run killed while saving leaves a partial checkpoint-N behind. The Trainer writes trainer_state.json
+    last, so a checkpoint whose trainer_state.json exists and parses is whole; older ones are the fallback.
+    """
+    import json
+
+    candidates = sorted(checkpoints.glob("checkpoint-*"), key=checkpoint_step, reverse=True)
+    for candidate in candidates if checkpoints.is_dir() else []:
+        try:
+            json.loads((candidate / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            say(f"resume: skipping {candidate.name}, it was not completely written")
+            continue
+        return str(candidate)
+    return None
 
 
 def _trim_metrics(path: Path, step: int) -> None:
