@@ -25,7 +25,7 @@ from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
     from tunesmith.train.callbacks import GracefulStopCallback
-from tunesmith.rundir import RunRecord, Stopwatch, atomic_write, environment_versions, new_run_dir, now_iso
+from tunesmith.rundir import RunRecord, Status, Stopwatch, atomic_write, environment_versions, new_run_dir, now_iso
 from tunesmith.train.distributed import global_batch, is_main_process, world_size
 
 
@@ -99,7 +99,10 @@ def train(
         _index(record)
         raise
     except BaseException as err:
-        record.set_status("failed", error=f"{type(err).__name__}: {err}", timings=watch.timings)
+        # After a requested stop, an error on the way out (a peer rank already gone from a collective) is part
+        # of the interruption: the run stopped because it was asked to, and its checkpoint resumes it.
+        status: Status = "interrupted" if stop.requested else "failed"
+        record.set_status(status, error=f"{type(err).__name__}: {err}", timings=watch.timings)
         _index(record)
         raise
     if record.writable:
