@@ -16,6 +16,7 @@ from tunesmith.console import say
 from tunesmith.data.render import Pair
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import LoadedRun, autocast, load_run_model
+from tunesmith.evaluate.label_metrics import label_scores
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.evaluate.report import EvalReport, write_report
 from tunesmith.rundir import atomic_write, read_run
@@ -103,9 +104,9 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         decoding={"baseline": f"majority class {majority!r}"},
         metric_names=["accuracy", "macro_f1"],
         examples=[EvalExample(p.prompt, (p.response,)) for p in pairs],
-        tuned=_scores(predicted, gold),
+        tuned=label_scores(predicted, gold),
         tuned_outputs=predicted,
-        base=_scores([majority] * len(gold), gold),
+        base=label_scores([majority] * len(gold), gold),
         base_outputs=[majority] * len(gold),
         extra=extra,
     )
@@ -145,16 +146,6 @@ def _eval_split(config: RunConfig, tables: Any) -> list[Pair]:
 def _majority_label(record: dict[str, Any], labels: list[str]) -> str:
     counts = record.get("data", {}).get("stats", {}).get("label_counts") or {}
     return max(labels, key=lambda name: counts.get(name, 0))
-
-
-def _scores(predicted: list[str], gold: list[str]) -> dict[str, float]:
-    from tunesmith.evaluate.metrics import build_metrics
-
-    scores: dict[str, float] = {}
-    for metric in build_metrics(["accuracy", "macro_f1"]).values():
-        metric.update(predicted, gold)
-        scores.update(metric.compute())
-    return scores
 
 
 def _confusion(run_dir: Path, labels: list[str], gold: list[str], predicted: list[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith.evaluate.metrics import register
+from tunesmith.evaluate.metrics import build_metrics, register
 
 
 class _LabelPairs:
@@ -76,3 +76,12 @@ class MacroF1:
     def state(self) -> dict[str, Any]:
         """Counts of (gold, predicted) pairs."""
         return self._pairs.state()
+
+
+def label_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
+    """Accuracy and macro-F1 of predicted against gold labels in one call."""
+    scores: dict[str, float] = {}
+    for metric in build_metrics(["accuracy", "macro_f1"]).values():
+        metric.update(predicted, gold)
+        scores.update(metric.compute())
+    return scores

@@ -51,12 +51,7 @@ def _weighted_loss(weights: list[float]) -> Any:
 
 
 def _label_metrics(prediction: Any) -> dict[str, float]:
-    from tunesmith.evaluate.metrics import build_metrics
+    from tunesmith.evaluate.label_metrics import label_scores
 
-    predicted = [int(p) for p in prediction.predictions]
-    gold = [int(g) for g in prediction.label_ids]
-    scores: dict[str, float] = {}
-    for metric in build_metrics(["accuracy", "macro_f1"]).values():
-        metric.update([str(p) for p in predicted], [str(g) for g in gold])
-        scores.update(metric.compute())
-    return scores
+    predicted = [str(int(p)) for p in prediction.predictions]
+    return label_scores(predicted, [str(int(g)) for g in prediction.label_ids])
