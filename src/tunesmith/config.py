@@ -387,14 +387,19 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
     key, sep, value = item.partition("=")
     if not sep or not key.strip():
         raise TunesmithError(f"--set {item!r}: expected key=value, e.g. train.learning_rate=1e-4")
-    parts = key.strip().split(".")
+    set_dotted(raw, key.strip(), yaml.safe_load(value) if value.strip() else None, f"--set {item!r}")
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any, where: str) -> None:
+    """Set ``raw[a][b][c] = value`` for the key ``a.b.c``; ``where`` names the source in the error."""
+    parts = key.split(".")
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise TunesmithError(f"--set {item!r}: {part} is not a section")
+            raise TunesmithError(f"{where}: {part} is not a config section")
         node = child
-    node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+    node[parts[-1]] = value
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> RunConfig:

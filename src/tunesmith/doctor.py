@@ -276,12 +276,12 @@ def estimate_cost(cfg: RunConfig, resolved: Any, tokenizer: Any, prepared: Prepa
     import torch
     from transformers import set_seed
 
-    from tunesmith.data.collate import make_collator, packed_response_loss, supports_packing
+    from tunesmith.data.collate import make_collator, packed_response_loss
     from tunesmith.methods import apply_method, get_method
     from tunesmith.models import load_model
-    from tunesmith.models.attention import use_varlen_attention
     from tunesmith.train.classification import head_kwargs
-    from tunesmith.train.precision import cast_frozen_weights, resolve_precision
+    from tunesmith.train.precision import resolve_precision
+    from tunesmith.train.runner import prepare_for_training
 
     precision, _ = resolve_precision(cfg.train.precision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -294,12 +294,7 @@ def estimate_cost(cfg: RunConfig, resolved: Any, tokenizer: Any, prepared: Prepa
         model.gradient_checkpointing_enable()
         if method.adapter:
             model.enable_input_require_grads()
-    packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
-    # The same set-up as training (train/runner.py), so the estimate is of the run that will happen.
-    if precision == "bf16" and method.adapter and method.packing:
-        cast_frozen_weights(model)
-    if packing and cfg.model.attn_implementation is None:
-        use_varlen_attention(model)
+    packing = prepare_for_training(cfg, model, method, precision)
     collate = make_collator(tokenizer, packing, cfg.task, model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

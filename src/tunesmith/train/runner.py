@@ -71,7 +71,7 @@ def train(
     quiet_libraries()
     watch = Stopwatch()
     check_selection(cfg)
-    checkpoint = _check_resumable(resume, cfg) if resume is not None else None
+    checkpoint = _check_resumable(resume) if resume is not None else None
     with watch.measure("setup"):
         tables = read_tables(cfg.data, cfg.task)
         session = _load(cfg, tables)
@@ -143,13 +143,11 @@ def train_from_file(
 def _load(cfg: RunConfig, tables: Tables) -> _Session:
     from transformers import set_seed
 
-    from tunesmith.data.collate import supports_packing
     from tunesmith.methods import apply_method, get_method, parameter_counts
     from tunesmith.models import load_model, load_tokenizer, resolve_model
-    from tunesmith.models.attention import use_varlen_attention
     from tunesmith.train.classification import head_kwargs
     from tunesmith.train.distributed import check_engine
-    from tunesmith.train.precision import cast_frozen_weights, resolve_precision
+    from tunesmith.train.precision import resolve_precision
 
     method = get_method(cfg.method.name)
     check_engine(cfg)
@@ -160,16 +158,12 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
     model = apply_method(load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels)), cfg.method, cfg.task)
-    if precision[0] == "bf16" and method.adapter and method.packing:
-        cast_frozen_weights(model)
+    packing = prepare_for_training(cfg, model, method, precision[0])
     trainable, total = parameter_counts(model)
     say(
         f"model: {cfg.model.name} ({resolved.source}), method {cfg.method.name}: "
         f"{trainable:,} trainable / {total:,} parameters ({100 * trainable / total:.2f}%)"
     )
-    packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
-    if packing and cfg.model.attn_implementation is None:
-        use_varlen_attention(model)
     say(f"precision: {precision[0]} ({precision[1]}); batches: {'packed, no padding' if packing else 'padded'}")
     batch = global_batch(cfg)
     say(
@@ -177,6 +171,23 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
         f"accumulation = {batch['global']} rows per optimizer step"
     )
     return _Session(model, tokenizer, data, resolved, precision, packing, method.adapter)
+
+
+def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str) -> bool:
+    """What training does to a loaded model before its first step; returns whether batches are packed.
+
+    The doctor times its steps after the same call, so its estimate is of the run that will happen.
+    """
+    from tunesmith.data.collate import supports_packing
+    from tunesmith.models.attention import use_varlen_attention
+    from tunesmith.train.precision import cast_frozen_weights
+
+    if precision == "bf16" and method.adapter and method.packing:
+        cast_frozen_weights(model)
+    packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    if packing and cfg.model.attn_implementation is None:
+        use_varlen_attention(model)
+    return bool(packing)
 
 
 def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: bool) -> RunRecord:
@@ -365,7 +376,7 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
     return metrics
 
 
-def _check_resumable(run_dir: Path, cfg: RunConfig) -> str | None:
+def _check_resumable(run_dir: Path) -> str | None:
     record = RunRecord(run_dir)
     if record.status is None:
         raise TunesmithError(f"--resume {run_dir}: not a tunesmith run directory (no run.json)")

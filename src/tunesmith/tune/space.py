@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunesmith.config import METHOD_CONFIGS, RunConfig, validate_config
+from tunesmith.config import METHOD_CONFIGS, RunConfig, set_dotted, validate_config
 from tunesmith.errors import TunesmithError
 
 SCALARS = (str, int, float, bool, type(None))
@@ -117,19 +117,8 @@ def apply_sample(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
         known = fields.model_fields if fields is not None else {}
         raw["method"] = {k: v for k, v in raw["method"].items() if k in known}
     for key, value in values.items():
-        _set_dotted(raw, key, value)
+        set_dotted(raw, key, value, f"tune.space.{key}")
     return raw
-
-
-def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = raw
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise TunesmithError(f"tune.space.{key}: {part} is not a config section")
-        node = child
-    node[parts[-1]] = value
 
 
 def trial_config(base: dict[str, Any], values: dict[str, Any], source: str = "tune.space") -> RunConfig:
