@@ -220,8 +220,15 @@ MethodConfig = Annotated[
 class TuneResources(_Section):
     """What one trial reserves on the Ray cluster."""
 
-    cpu: float = Field(1.0, gt=0, description="CPU cores per trial.")
-    gpu: float = Field(0.0, ge=0, description="GPUs per trial (fractions share one GPU).")
+    cpu: float = Field(1.0, gt=0, description="CPU cores per trial (per worker when workers > 1).")
+    gpu: float = Field(0.0, ge=0, description="GPUs per trial (per worker when workers > 1; fractions share one).")
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Training processes per trial. Above 1, each trial is a Ray Train TorchTrainer run: that many "
+        "data-parallel workers (gloo on CPU, NCCL on GPUs), possibly on several machines; train.batch_size is per "
+        "worker.",
+    )
 
 
 class TuneScheduler(_Section):

@@ -5,7 +5,6 @@ Only this module and study.py touch Ray, and both import it lazily (``tunesmith 
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from tunesmith.config import TuneConfig
 from tunesmith.rundir import RunRecord
 from tunesmith.tune.record import StudyLog, TrialRow
 from tunesmith.tune.space import Param, optuna_point, sample
-from tunesmith.tune.trial import TRIAL_KEY, TrialSetup, mark_stopped_early, run_trial
+from tunesmith.tune.trial import TRIAL_KEY, TrialSetup, mark_stopped_early, plain_error_line, run_trial
 
 Admit = Callable[[int, dict[str, Any]], TrialRow | None]
 
@@ -129,10 +128,7 @@ def _error_line(trial: Any) -> str:
     # The trial's exception, without Ray's wrapping and traceback: its last non-empty line.
     local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
     text = local.read_text() if local is not None and local.is_file() else str(trial.get_error() or "")
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return "the trial failed"
-    return re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", lines[-1]).removeprefix("TunesmithError: ")
+    return plain_error_line(text) or "the trial failed"
 
 
 @dataclass
@@ -179,10 +175,8 @@ def build_engine(
     )
     gate = MemoryGate(inner, admit, log, remaining)
     recorder = Recorder(gate, log, setup, say)
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, setup=setup),
-        {"cpu": tune_cfg.resources_per_trial.cpu, "gpu": tune_cfg.resources_per_trial.gpu},
-    )
+    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources(tune_cfg))
+    distributed = tune_cfg.resources_per_trial.workers > 1
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -192,7 +186,9 @@ def build_engine(
             scheduler=_scheduler(tune_cfg),
             num_samples=remaining,
             max_concurrent_trials=tune_cfg.max_concurrent,
-            reuse_actors=True,  # a worker that already imported torch and transformers starts the next trial
+            # A worker that already imported torch and transformers starts the next trial. Not so for Ray Train
+            # trials: their Tune actor only waits, and ending it is what ends a stopped trial's workers.
+            reuse_actors=not distributed,
         ),
         run_config=tune.RunConfig(
             name=f"ray-{len(log.rows)}",
@@ -203,6 +199,14 @@ def build_engine(
         ),
     )
     return Engine(tuner, recorder)
+
+
+def trial_resources(tune_cfg: TuneConfig) -> dict[str, float]:
+    """What one Tune trial reserves: all of it, or (Ray Train trials) a sliver while its workers hold the rest."""
+    from tunesmith.tune.workers import DRIVER_CPU
+
+    r = tune_cfg.resources_per_trial
+    return {"cpu": r.cpu, "gpu": r.gpu} if r.workers == 1 else {"cpu": DRIVER_CPU}
 
 
 def _scheduler(tune_cfg: TuneConfig) -> Any:

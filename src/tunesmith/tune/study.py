@@ -8,6 +8,7 @@ the first trial, in one TunesmithError line. Once trials run, each finished tria
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ def run_study(
         train_rows=train_rows,
         cache_dir=str(_cache_root()),
         task_metric=task_metric,
+        workers=tune_cfg.resources_per_trial.workers,
+        worker_cpu=tune_cfg.resources_per_trial.cpu,
+        worker_gpu=tune_cfg.resources_per_trial.gpu,
     )
     _write_study_json(study_dir, cfg, source, metric, mode)
     interrupted = _run_trials(cfg, tune_cfg, params, setup, log, mode, shape, address, callbacks)
@@ -198,7 +202,7 @@ def _run_trials(
     if len(log.rows) >= tune_cfg.num_trials:
         say(f"study: all {tune_cfg.num_trials} trials already finished")
         return False
-    budget = available_memory(tune_cfg.resources_per_trial.gpu) // tune_cfg.max_concurrent
+    budget = trial_memory_budget(tune_cfg)
 
     def admit(index: int, values: dict[str, Any]) -> TrialRow | None:
         return admit_trial(setup, index, values, shape, budget)
@@ -240,6 +244,16 @@ def _mark_unfinished(setup: TrialSetup, log: StudyLog) -> None:
             record.set_status("interrupted", hint="the study was interrupted; tunesmith tune --resume runs a new trial")
 
 
+def trial_memory_budget(tune_cfg: TuneConfig) -> int:
+    """Bytes one training process of a trial may use: free memory shared by the trials that run at once.
+
+    On CPU, a trial's workers (one model copy each) share this machine's RAM; on GPUs each worker has its own.
+    """
+    r = tune_cfg.resources_per_trial
+    processes_sharing = tune_cfg.max_concurrent * (r.workers if r.gpu == 0 else 1)
+    return available_memory(r.gpu) // processes_sharing
+
+
 def admit_trial(setup: TrialSetup, index: int, values: dict[str, Any], shape: Any, budget: int) -> TrialRow | None:
     """None when the sample may launch; else the row that records why not (invalid config, too big)."""
     try:
@@ -259,6 +273,17 @@ def admit_trial(setup: TrialSetup, index: int, values: dict[str, Any], shape: An
     return None
 
 
+def local_cluster_size(tune_cfg: TuneConfig) -> tuple[int, int]:
+    """(CPUs, GPUs) a local Ray declares: enough for max_concurrent trials, each with all its workers."""
+    from tunesmith.tune.engine import trial_resources
+
+    r = tune_cfg.resources_per_trial
+    per_trial_cpu = trial_resources(tune_cfg)["cpu"] + (r.workers * r.cpu if r.workers > 1 else 0)
+    per_trial_gpu = r.workers * r.gpu
+    cpus = max(1, math.ceil(tune_cfg.max_concurrent * per_trial_cpu - 1e-9))
+    return cpus, math.ceil(tune_cfg.max_concurrent * per_trial_gpu - 1e-9)
+
+
 def _connect(tune_cfg: TuneConfig, address: str | None) -> bool:
     """Connect to ``address``, or start a local Ray sized for max_concurrent trials; True when we started it."""
     import ray
@@ -269,9 +294,18 @@ def _connect(tune_cfg: TuneConfig, address: str | None) -> bool:
         if address is not None:
             ray.init(address=address, log_to_driver=False)
             return True
-        cpus = max(1, int(tune_cfg.max_concurrent * tune_cfg.resources_per_trial.cpu + 0.999))
-        gpus = int(tune_cfg.max_concurrent * tune_cfg.resources_per_trial.gpu + 0.999)
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
+        cpus, gpus = local_cluster_size(tune_cfg)
+        # Ray Train frees a stopped trial's workers through Ray's state API, which the dashboard serves.
+        dashboard = tune_cfg.resources_per_trial.workers > 1
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=dashboard, log_to_driver=False)
     except ConnectionError as err:
         raise TunesmithError(f"--address {address}: {err}") from None
+    except Exception as err:
+        if "dashboard" not in str(err):
+            raise
+        raise TunesmithError(
+            "tune.resources_per_trial.workers: trials on several workers need Ray's dashboard, "
+            f"which cannot start here ({err})",
+            hint="pip install 'ray[default]'",
+        ) from None
     return True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,9 @@ class TrialSetup:
     train_rows: int
     cache_dir: str
     task_metric: str | None  # the eval.metrics entry that produces `metric`, when it is a task metric
+    workers: int = 1  # training processes per trial; above 1, a Ray Train run (see tune/workers.py)
+    worker_cpu: float = 1.0
+    worker_gpu: float = 0.0
 
     @property
     def trials_dir(self) -> Path:
@@ -48,7 +53,7 @@ class TrialSetup:
 def build_trial(setup: TrialSetup, values: dict[str, Any], index: int) -> RunConfig:
     """The config a trial trains: the sample applied, evaluations spread over the run, no checkpoints kept."""
     cfg = trial_config(setup.base, values, source=f"trial {index}")
-    steps = planned_steps(cfg, setup.train_rows)
+    steps = planned_steps(cfg, setup.train_rows, setup.workers)
     eval_steps = max(1, steps // setup.evaluations)
     cfg.name = setup.run_name(index)
     if setup.task_metric and setup.task_metric not in (cfg.eval.metrics or []):
@@ -59,23 +64,29 @@ def build_trial(setup: TrialSetup, values: dict[str, Any], index: int) -> RunCon
     return cfg
 
 
-def planned_steps(cfg: RunConfig, train_rows: int) -> int:
-    """Optimizer steps the run will take (max_steps, or epochs over the training rows)."""
+def planned_steps(cfg: RunConfig, train_rows: int, processes: int = 1) -> int:
+    """Optimizer steps the run will take (max_steps, or epochs over the training rows split among processes)."""
     if cfg.train.max_steps:
         return cfg.train.max_steps
-    per_epoch = math.ceil(math.ceil(train_rows / cfg.train.batch_size) / cfg.train.grad_accum)
+    per_epoch = math.ceil(math.ceil(train_rows / (cfg.train.batch_size * processes)) / cfg.train.grad_accum)
     return max(1, math.ceil(per_epoch * cfg.train.epochs))
 
 
 def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Ray Tune function trainable: build the trial's config and train it into a normal run directory."""
-    from tunesmith.train.runner import train
+    """Ray Tune function trainable: build the trial's config and train it into a normal run directory.
 
-    # Workers may have started before the driver set these (a shared Ray, a cluster): the driver's decide.
-    os.environ["TUNESMITH_CACHE"] = setup.cache_dir
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    With ``setup.workers > 1`` the trial is one Ray Train run on that many data-parallel workers instead.
+    """
     index = int(config[TRIAL_KEY])
     values = {k: v for k, v in config.items() if k != TRIAL_KEY}
+    if setup.workers > 1:
+        from tunesmith.tune.workers import run_distributed_trial
+
+        run_distributed_trial(setup, values, index)
+        return
+    from tunesmith.train.runner import train
+
+    use_driver_environment(setup)
     cfg = build_trial(setup, values, index)
     try:
         train(cfg, output_dir=setup.trials_dir, callbacks=[ReportCallback(setup.metric)], parent=setup.study_id)
@@ -83,6 +94,20 @@ def run_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         # Ray stops a trial that ASHA dropped by raising SystemExit from tune.report; train() saw a failure.
         mark_stopped_early(setup, index)
         raise
+
+
+def plain_error_line(text: str) -> str:
+    """An exception's last non-empty line, without module paths or Ray's wrapping ("" when there is none)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return re.sub(r"^(?:\w+\.)+(\w+: )", r"\1", lines[-1]).removeprefix("TunesmithError: ")
+
+
+def use_driver_environment(setup: TrialSetup) -> None:
+    """Set what the study's driver decided; workers may have started before it (a shared Ray, a cluster)."""
+    os.environ["TUNESMITH_CACHE"] = setup.cache_dir
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def mark_stopped_early(setup: TrialSetup, index: int) -> Path | None:
@@ -101,8 +126,9 @@ def mark_stopped_early(setup: TrialSetup, index: int) -> Path | None:
 class ReportCallback(TrainerCallback):
     """Report every evaluation's metrics to Ray Tune; a non-finite loss fails the trial with a clear error."""
 
-    def __init__(self, metric: str) -> None:
+    def __init__(self, metric: str, report: Callable[[dict[str, float]], None] | None = None) -> None:
         self.metric = metric
+        self.report = report  # None: Ray Tune's tune.report; a Ray Train worker passes ray.train.report
         self.reported_step = -1
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -122,7 +148,10 @@ class ReportCallback(TrainerCallback):
         if not math.isfinite(value):
             raise TunesmithError(f"{self.metric} is {value} at step {state.global_step} (the run diverged)")
         self.reported_step = state.global_step
-        from ray import tune
-
         numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-        tune.report({**numbers, "step": state.global_step})
+        report = self.report
+        if report is None:
+            from ray import tune
+
+            report = tune.report
+        report({**numbers, "step": state.global_step})

@@ -192,3 +192,20 @@ def test_a_trial_evaluates_several_times_and_keeps_no_checkpoints(tmp_path: Path
     trial = build_trial(setup, {"method.name": "freeze"}, 7)
     assert trial.name == "tiny-t007" and trial.train.eval_steps == 3 and trial.train.save_steps == 13
     assert trial.eval.metrics == ["bleu"] and trial.method.name == "freeze" and trial.tune is None
+
+
+def test_a_local_ray_holds_every_worker_of_a_trial_and_steps_count_all_processes(tmp_path: Path) -> None:
+    from tunesmith.config import TuneConfig
+    from tunesmith.tune.study import local_cluster_size
+    from tunesmith.tune.trial import planned_steps
+
+    def size(**resources: float) -> tuple[int, int]:
+        space = {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}
+        return local_cluster_size(TuneConfig(space=space, resources_per_trial=resources))
+
+    assert size(cpu=2) == (2, 0)
+    assert size(cpu=1, workers=2) == (3, 0)  # two workers and the trial that waits for them
+    assert size(cpu=4, gpu=1, workers=2) == (9, 2)
+    config = write_config(tmp_path / "c.yaml", tmp_path, tmp_path / "t.csv")
+    cfg = load_config(config, ["train.epochs=1", "train.max_steps=null"])
+    assert planned_steps(cfg, 96) == 2 * planned_steps(cfg, 96, processes=2)

@@ -18,6 +18,7 @@ import pytest
 
 from fixtures import write_config
 from tunesmith.config import load_config
+from tunesmith.rundir import RunRecord
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -29,7 +30,8 @@ BROKEN = {"train.learning_rate": 0.05, "method.target_modules": ["no_such_proj"]
 @pytest.fixture(scope="module")
 def ray_session() -> Iterator[None]:
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The dashboard serves the state API, through which Ray Train frees the workers of a stopped trial.
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -109,3 +111,33 @@ def test_interrupted_study_keeps_finished_trials_and_resumes_to_num_trials(
     assert not resumed.interrupted and resumed.study_dir == first.study_dir
     assert len(rows) == 4 and {r["status"] for r in rows} == {"completed"}
     assert len({r["trial"] for r in rows}) == 4
+
+
+def test_trials_on_two_ray_train_workers_report_to_asha_and_write_one_run_each(
+    ray_session: None, tiny_llama: Path, ads_csv: Path, tmp_path: Path
+) -> None:
+    from tunesmith.tune.study import tune_from_file
+
+    # Two workers of half a CPU each, so the trial and its workers fit in the module's 2-CPU Ray.
+    resources = {"cpu": 0.5, "workers": 2}
+    points = [GOOD, HOPELESS, BROKEN]
+    config = _study_config(
+        tmp_path, tiny_llama, ads_csv, points, num_trials=3, max_concurrent=1, resources_per_trial=resources
+    )
+    result = tune_from_file(config, [], tmp_path / "tune")
+
+    rows = {int(r["trial"]): r for r in _rows(result.study_dir)}
+    assert rows[1]["status"] == "completed" and rows[1]["iterations"] == "4"
+    assert rows[2]["status"] == "stopped-early" and int(rows[2]["iterations"]) < 4
+    assert rows[3]["status"] == "failed" and rows[3]["error"].startswith("worker 0: ")
+    assert "no_such_proj" in rows[3]["error"]
+    assert result.best is not None and result.best.trial == 1
+    completed = Path(rows[1]["run_dir"])
+    record = json.loads((completed / "run.json").read_text())
+    assert record["status"] == "completed" and record["batch"]["processes"] == 2 and record["batch"]["global"] == 8
+    assert RunRecord(Path(rows[2]["run_dir"])).status == "interrupted"
+    # Rank 0 alone wrote: one run directory per trial, each evaluation logged once.
+    assert len(list((result.study_dir / "trials").iterdir())) == 3
+    evaluations = [json.loads(line) for line in (completed / "metrics.jsonl").read_text().splitlines()]
+    eval_steps = [e["step"] for e in evaluations if "eval_loss" in e]
+    assert eval_steps == [2, 4, 6, 8, 8]  # 4 evaluations and the closing one, each written once
