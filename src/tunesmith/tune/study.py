@@ -71,7 +71,8 @@ def run_study(
     if address is not None:
         check_address(address)
     train_rows, shape = _prepare_once(cfg, params)
-    study_dir = _study_dir(cfg, output_dir, resume)
+    # Absolute: Ray runs each trial in its own working directory, where a relative path would point elsewhere.
+    study_dir = _study_dir(cfg, output_dir, resume).resolve()
     log = StudyLog(study_dir)
     setup = TrialSetup(
         base=_base(cfg),

@@ -114,7 +114,7 @@ def test_interrupted_study_keeps_finished_trials_and_resumes_to_num_trials(
 
 
 def test_trials_on_two_ray_train_workers_report_to_asha_and_write_one_run_each(
-    ray_session: None, tiny_llama: Path, ads_csv: Path, tmp_path: Path
+    ray_session: None, tiny_llama: Path, ads_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tunesmith.tune.study import tune_from_file
 
@@ -124,8 +124,10 @@ def test_trials_on_two_ray_train_workers_report_to_asha_and_write_one_run_each(
     config = _study_config(
         tmp_path, tiny_llama, ads_csv, points, num_trials=3, max_concurrent=1, resources_per_trial=resources
     )
-    result = tune_from_file(config, [], tmp_path / "tune")
+    monkeypatch.chdir(tmp_path)  # a relative --output-dir, as users type it (Ray runs trials elsewhere)
+    result = tune_from_file(config, [], Path("tune"))
 
+    assert result.study_dir.parent == tmp_path / "tune"
     rows = {int(r["trial"]): r for r in _rows(result.study_dir)}
     assert rows[1]["status"] == "completed" and rows[1]["iterations"] == "4"
     assert rows[2]["status"] == "stopped-early" and int(rows[2]["iterations"]) < 4
