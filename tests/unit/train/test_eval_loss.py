@@ -73,9 +73,10 @@ def _direct_loss(model: Any, rows: Any, causal: bool) -> float:
     model.eval()
     with torch.no_grad():
         for row in rows:
-            labels = torch.tensor([row["labels"]])
+            labels = torch.tensor([row["labels"]], device=model.device)
             targets = int((labels[:, 1:] if causal else labels).ne(-100).sum())
-            nll += float(model(input_ids=torch.tensor([row["input_ids"]]), labels=labels).loss) * targets
+            ids = torch.tensor([row["input_ids"]], device=model.device)
+            nll += float(model(input_ids=ids, labels=labels).loss) * targets
             count += targets
     return nll / count
 
@@ -126,9 +127,9 @@ def test_classification_eval_loss_is_the_unweighted_mean_per_row(tmp_path: Path,
     returned, seen = _eval_losses(trainer, callbacks)
     model = session.model.eval()
     with torch.no_grad():
-        direct = [
-            float(model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss)
-            for r in session.data.eval
+        rows = [
+            {k: torch.tensor([r[k]], device=model.device) for k in ("input_ids", "labels")} for r in session.data.eval
         ]
+        direct = [float(model(**row).loss) for row in rows]
     assert returned == pytest.approx([sum(direct) / len(direct)] * 3, rel=1e-5)
     assert seen == returned
