@@ -130,7 +130,9 @@ class TrainConfig(_Section):
         False, description="DeepSpeed: offload optimizer state (and stage-3 weights) to CPU."
     )
     class_weights: Literal["none", "auto"] = Field(
-        "none", description="Classification: auto weighs the loss by inverse class frequency (imbalanced labels)."
+        "none",
+        description="Classification: auto weighs the training loss by inverse class frequency (imbalanced labels); "
+        "eval_loss stays the unweighted mean per eval row.",
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
 

@@ -227,10 +227,11 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
 
 
 def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: GracefulStopCallback) -> tuple[Any, Any]:
-    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
     from tunesmith.data.collate import make_collator
     from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
+    from tunesmith.train.eval_loss import TokenLossTrainer
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
 
     progress = ProgressCallback()
@@ -243,7 +244,7 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     if cfg.train.gradient_checkpointing and session.adapter:
         session.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
-    trainer = Trainer(
+    trainer = TokenLossTrainer(  # eval_loss per target token, the same for any eval batching
         model=session.model,
         args=_training_arguments(cfg, session, run_dir),
         train_dataset=session.data.train,
