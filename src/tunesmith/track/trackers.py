@@ -100,23 +100,39 @@ def _absolute_sqlite(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def trackers_running(cfg: RunConfig, run_dir: Path, parent: str | None, main: bool) -> Iterator[None]:
+def trackers_running(cfg: RunConfig, run_dir: Path, parent: str | None, main: bool) -> Iterator[Callable[[Any], None]]:
     """Around the Trainer's whole life: the trackers' settings in the environment, the MLflow run open.
 
-    ``main`` is whether this process is rank 0, the only one that opens an MLflow run.
+    ``main`` is whether this process is rank 0, the only one that opens an MLflow run. It yields ``attach``:
+    give it the Trainer, and what the Trainer's tracker callbacks leave open is closed on the way out.
     """
     settings = _environment(cfg.track, run_dir)
     previous = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
+    trainers: list[Any] = []
     try:
         with _mlflow_run(cfg, run_dir, parent) if cfg.track.mlflow and main else contextlib.nullcontext():
-            yield
+            yield trainers.append
     finally:
+        for trainer in trainers:
+            _close_tensorboard(trainer)
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _close_tensorboard(trainer: Any) -> None:
+    # The callback closes its writer when training ends, but the closing evaluation opens another (a file and a
+    # writer thread that would outlive the run, one more per trial in a reused Ray worker); training that
+    # fails never reaches the end at all.
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.tb_writer is not None:
+            callback.tb_writer.close()
+            callback.tb_writer = None
 
 
 def _environment(track: TrackConfig, run_dir: Path) -> dict[str, str]:

@@ -86,8 +86,9 @@ def train(
 
     stop = GracefulStopCallback()
     try:
-        with _signals_stop_gracefully(stop), trackers_running(cfg, run_dir, parent, main=record.writable):
+        with _signals_stop_gracefully(stop), trackers_running(cfg, run_dir, parent, main=record.writable) as attach:
             trainer, progress = _build_trainer(cfg, session, run_dir, stop)
+            attach(trainer)
             for callback in callbacks or []:
                 trainer.add_callback(callback)
             with watch.measure("train"):

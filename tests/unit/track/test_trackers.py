@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ def test_tensorboard_events_in_the_run_directory_hold_the_train_loss(
     assert all(event.value > 0 for event in losses)
     assert "eval/loss" in events.Tags()["scalars"]
     assert "TENSORBOARD_LOGGING_DIR" not in os.environ  # set for the run only
+    # Closed after the closing evaluation too: no writer thread outlives the run.
+    assert not [t for t in threading.enumerate() if type(t).__name__ == "_AsyncWriterThread"]
 
 
 def test_mlflow_run_is_named_after_the_run_directory_with_config_params_and_eval_loss(
