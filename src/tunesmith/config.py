@@ -143,6 +143,21 @@ class ExportConfig(_Section):
     merge: bool = Field(False, description="Also write the adapter merged into full weights (model/merged).")
 
 
+class TrackConfig(_Section):
+    """Experiment trackers that also receive the run's logs (the run directory stays the record)."""
+
+    tensorboard: bool = Field(
+        False, description="Write TensorBoard event files to <run dir>/tensorboard (tensorboard --logdir runs/)."
+    )
+    mlflow: bool = Field(False, description="Log params and metrics to an MLflow run named after the run directory.")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description="Where MLflow stores runs (sqlite:///mlflow.db, http://host:5000); unset: MLFLOW_TRACKING_URI "
+        "or MLflow's own default. A relative sqlite path is relative to the working directory.",
+    )
+    mlflow_experiment: str | None = Field(None, description="MLflow experiment; unset: the config's name.")
+
+
 class FullMethod(_Section):
     """Update every weight."""
 
@@ -330,6 +345,7 @@ class RunConfig(_Section):
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig())
     export: ExportConfig = Field(default_factory=lambda: ExportConfig())
     tune: TuneConfig | None = Field(None, description="Hyperparameter search, read by tunesmith tune only.")
+    track: TrackConfig = Field(default_factory=lambda: TrackConfig())
 
     @field_validator("method", mode="before")
     @classmethod
@@ -355,7 +371,8 @@ class RunConfig(_Section):
 
     def config_hash(self) -> str:
         """A short stable hash of the resolved config (same settings, same hash)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        # Where a run is reported does not change what it trains (and old runs keep their hashes).
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"track"}), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -183,6 +183,7 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
     report.rows = {"read": len(tables.train) + (len(tables.eval) if tables.eval is not None else 0)}
     report.empty_cells = empty_cells(tables, templates, label_column(cfg.data))
     _check_labels(report, cfg, tables)
+    _check_trackers(report, cfg)
     train_rows = _render_rows(tables.train, templates)
     eval_rows = _render_rows(tables.eval, templates) if tables.eval is not None else None
     _check_duplicates(report, train_rows)
@@ -427,6 +428,24 @@ def _load_tokenizer(cfg: RunConfig) -> tuple[Any, Any]:
 
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
     return load_tokenizer(resolved, cfg.model), resolved
+
+
+def _check_trackers(report: Diagnosis, cfg: RunConfig) -> None:
+    # Training runs the same check before it starts.
+    from tunesmith.track.trackers import check_trackers, enabled
+
+    try:
+        check_trackers(cfg.track)
+    except TunesmithError as err:
+        report.add("blocking", "trackers", f"training would stop: {err}")
+        return
+    where = {
+        "tensorboard": "tensorboard (<run dir>/tensorboard)",
+        "mlflow": f"mlflow (experiment {cfg.track.mlflow_experiment or cfg.name}, "
+        f"store {cfg.track.mlflow_tracking_uri or 'MLFLOW_TRACKING_URI or the MLflow default'})",
+    }
+    if names := enabled(cfg.track):
+        report.add("info", "trackers", "also logged to " + ", ".join(where[name] for name in names))
 
 
 def _prepare(report: Diagnosis, cfg: RunConfig, tables: Tables, tokenizer: Any) -> PreparedData | None:

@@ -53,6 +53,27 @@ def test_two_processes_match_one_with_the_same_global_batch(tunesmith, tmp_path:
     assert json.loads((run_two / "run.json").read_text())["batch"]["processes"] == 2
 
 
+def test_only_rank_0_reports_to_the_trackers(tunesmith, tmp_path: Path, tiny_llama: Path):  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    track = {"tensorboard": True, "mlflow": True, "mlflow_tracking_uri": store}
+    table = write_ads_csv(tmp_path / "ads.csv", repeat=6)
+    config = write_config(tmp_path / "c.yaml", tiny_llama, table, train=STEPS, track=track)
+    two = tunesmith("train", str(config), "--nproc", "2", "--output-dir", "two")
+    assert two.returncode == 0, two.stderr
+
+    (run,) = [p for p in (tmp_path / "two").iterdir() if p.is_dir()]
+    writers = {p.name.split(".")[-2] for p in (run / "tensorboard").glob("events.out.tfevents.*")}
+    assert len(writers) == 1, "event files from one process (their names end in <pid>.<n>)"
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    (mlflow_run,) = client.search_runs([experiment.experiment_id])
+    assert mlflow_run.info.run_name == run.name and mlflow_run.info.status == "FINISHED"
+    assert len(client.get_metric_history(mlflow_run.info.run_id, "loss")) == 6, "one value per step, from rank 0"
+
+
 def test_checkpoint_from_two_processes_resumes_in_one(tunesmith, tmp_path: Path, tiny_llama: Path):  # type: ignore[no-untyped-def]
     long = STEPS | {"max_steps": 100000, "save_steps": 3}
     config = write_config(tmp_path / "c.yaml", tiny_llama, write_ads_csv(tmp_path / "ads.csv", repeat=6), train=long)

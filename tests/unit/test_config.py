@@ -101,3 +101,16 @@ def test_resolved_config_round_trips_with_the_same_hash(tmp_path: Path) -> None:
 def test_far_unknown_key_lists_the_known_keys(tmp_path: Path) -> None:
     with pytest.raises(TunesmithError, match="unknown key method.rank; known keys: alpha, dropout, name, r"):
         load_config(write(tmp_path, MINIMAL + "method:\n  name: lora\n  rank: 8\n"))
+
+
+def test_track_section_rejects_unknown_keys_with_a_suggestion(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL + "track:\n  tensorboard: true\n"))
+    assert cfg.track.tensorboard and not cfg.track.mlflow and cfg.track.mlflow_experiment is None
+    with pytest.raises(TunesmithError, match=r"unknown key track.mlfow; did you mean 'mlflow'"):
+        load_config(write(tmp_path, MINIMAL + "track:\n  mlfow: true\n"))
+
+
+def test_trackers_do_not_change_the_config_hash(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL))
+    tracked = load_config(write(tmp_path, MINIMAL), ["track.mlflow=true", "track.mlflow_experiment=ads"])
+    assert tracked.track.mlflow and tracked.config_hash() == cfg.config_hash()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,17 @@ def test_timing_estimates_memory_and_time(tmp_path: Path, tiny_llama: Path) -> N
 
 def test_normalise() -> None:
     assert normalise("Hello,   World!\n") == normalise("hello world") == "hello world"
+
+
+def test_enabled_trackers_are_named_and_a_missing_package_blocks(
+    tmp_path: Path, tiny_llama: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = write_rows(tmp_path / "ads.csv", ADS)
+    config = write_config(tmp_path / "c.yaml", tiny_llama, table, track={"tensorboard": True, "mlflow": True})
+    report = diagnose(load_config(config), timing=False)
+    (line,) = [p.message for p in report.problems if p.code == "trackers"]
+    assert line.startswith("also logged to tensorboard (<run dir>/tensorboard), mlflow (experiment tiny,")
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # Python's own "cannot be imported"
+    report = diagnose(load_config(config), timing=False)
+    assert report.blocking
+    assert report.ranked()[0].message.startswith("training would stop: track.mlflow: mlflow is not installed")

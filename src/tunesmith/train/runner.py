@@ -26,6 +26,7 @@ from tunesmith.errors import TunesmithError
 if TYPE_CHECKING:
     from tunesmith.train.callbacks import GracefulStopCallback
 from tunesmith.rundir import RunRecord, Status, Stopwatch, atomic_write, environment_versions, new_run_dir, now_iso
+from tunesmith.track.trackers import check_trackers, report_to, trackers_running
 from tunesmith.train.distributed import global_batch, is_main_process, world_size
 
 
@@ -71,6 +72,7 @@ def train(
     quiet_libraries()
     watch = Stopwatch()
     check_selection(cfg)
+    check_trackers(cfg.track)
     checkpoint = _check_resumable(resume) if resume is not None else None
     with watch.measure("setup"):
         tables = read_tables(cfg.data, cfg.task)
@@ -84,8 +86,9 @@ def train(
 
     stop = GracefulStopCallback()
     try:
-        with _signals_stop_gracefully(stop):
+        with _signals_stop_gracefully(stop), trackers_running(cfg, run_dir, parent, main=record.writable) as attach:
             trainer, progress = _build_trainer(cfg, session, run_dir, stop)
+            attach(trainer)
             for callback in callbacks or []:
                 trainer.add_callback(callback)
             with watch.measure("train"):
@@ -313,7 +316,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
         **engine_arguments(cfg),
-        report_to="none",
+        report_to=report_to(cfg.track),
         disable_tqdm=True,
         dataloader_num_workers=t.num_workers,
         remove_unused_columns=False,

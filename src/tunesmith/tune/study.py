@@ -19,6 +19,7 @@ from tunesmith.config import RunConfig, TuneConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.rundir import atomic_write, new_run_dir, now_iso
+from tunesmith.track.trackers import check_trackers, end_abandoned_run, settle_for_trials
 from tunesmith.tune.memory import MemoryEstimate, available_memory, estimate_memory, model_shape
 from tunesmith.tune.outputs import write_outputs
 from tunesmith.tune.record import StudyLog, TrialRow
@@ -66,6 +67,8 @@ def run_study(
     quiet_libraries()
     tune_cfg = _tune_section(cfg, source)
     params = check_space(cfg, source)
+    check_trackers(cfg.track)
+    settle_for_trials(cfg)
     metric, task_metric = metric_key(cfg, tune_cfg.metric, source)
     mode = tune_cfg.mode or ("min" if metric.endswith(LOSS_LIKE) else "max")
     if address is not None:
@@ -243,6 +246,7 @@ def _mark_unfinished(setup: TrialSetup, log: StudyLog) -> None:
         record = RunRecord(run_dir)
         if str(run_dir) not in recorded and record.status == "running":
             record.set_status("interrupted", hint="the study was interrupted; tunesmith tune --resume runs a new trial")
+            end_abandoned_run(setup.track, run_dir)
 
 
 def trial_memory_budget(tune_cfg: TuneConfig) -> int:

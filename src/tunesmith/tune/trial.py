@@ -17,8 +17,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tunesmith.config import RunConfig
+from tunesmith.config import RunConfig, TrackConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.track.trackers import end_abandoned_run
 from tunesmith.tune.space import trial_config
 
 TRIAL_KEY = "_trial"  # the trial's number, added to the sampled values by the study's searcher
@@ -44,6 +45,11 @@ class TrialSetup:
     def trials_dir(self) -> Path:
         """Where the trials' run directories are created."""
         return self.study_dir / "trials"
+
+    @property
+    def track(self) -> TrackConfig:
+        """The trials' tracker settings (the driver settled them: one store, one experiment)."""
+        return TrackConfig.model_validate(self.base.get("track", {}))
 
     def run_name(self, index: int) -> str:
         """The trial's run name: its run directory is <run_name>-<timestamp>."""
@@ -120,6 +126,7 @@ def mark_stopped_early(setup: TrialSetup, index: int) -> Path | None:
     record = RunRecord(found[-1])
     if record.status != "completed":
         record.set_status("interrupted", error=None, stopped_early=f"by ASHA in study {setup.study_id}")
+        end_abandoned_run(setup.track, found[-1])
     return found[-1]
 
 

@@ -63,7 +63,8 @@ def test_study_stops_weak_trials_records_failures_and_writes_a_trainable_best(
     from tunesmith.tune.study import tune_from_file
 
     config = _study_config(tmp_path, tiny_llama, ads_csv, [GOOD, BROKEN, HOPELESS, HOPELESS])
-    result = tune_from_file(config, [], tmp_path / "tune")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = tune_from_file(config, ["track.mlflow=true", f"track.mlflow_tracking_uri={store}"], tmp_path / "tune")
 
     rows = {int(r["trial"]): r for r in _rows(result.study_dir)}
     assert sorted(rows) == [1, 2, 3, 4] and not result.interrupted
@@ -79,6 +80,18 @@ def test_study_stops_weak_trials_records_failures_and_writes_a_trainable_best(
             assert record["data"]["stats"]["cached"] is True and record["parent"] == result.study_dir.name
             assert record["status"] in ("completed", "interrupted")
     assert (result.study_dir / "plot.png").stat().st_size > 0
+    # Each trial that started training is its own MLflow run in the study's experiment, ended as it ended.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("tiny")
+    assert experiment is not None
+    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+    ended = {"completed": "FINISHED", "stopped-early": "KILLED"}
+    assert {Path(r["run_dir"]).name: ended[r["status"]] for r in rows.values() if r["run_dir"]} == {
+        name: run.info.status for name, run in runs.items()
+    }
+    assert {run.data.tags["tunesmith.study"] for run in runs.values()} == {result.study_dir.name}
 
     best = load_config(result.study_dir / "best.yaml", ["train.max_steps=2"])
     assert best.tune is None and best.train.learning_rate == 0.05 and best.name == "tiny"
