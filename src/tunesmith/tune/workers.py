@@ -31,7 +31,7 @@ def run_distributed_trial(setup: TrialSetup, values: dict[str, Any], index: int)
     run_dir = new_run_dir(setup.trials_dir, cfg.name)  # made once, so every worker trains into the same one
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"setup": setup, "values": values, "index": index, "run_dir": str(run_dir)},
+        train_loop_config={"setup": setup, "config": cfg, "run_dir": str(run_dir)},
         scaling_config=ray.train.ScalingConfig(
             num_workers=setup.workers, use_gpu=setup.worker_gpu > 0, resources_per_worker=worker_resources(setup)
         ),
@@ -57,16 +57,15 @@ def worker_resources(setup: TrialSetup) -> dict[str, float]:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker loop: the trial's config trained by ``train()`` into the driver's run directory."""
+    """Ray Train's per-worker loop: the driver's trial config trained by ``train()`` into its run directory."""
     import ray.train
 
     from tunesmith.train.runner import train
 
     setup: TrialSetup = config["setup"]
     use_driver_environment(setup)
-    cfg = build_trial(setup, config["values"], config["index"])
     train(
-        cfg,
+        config["config"],
         output_dir=setup.trials_dir,
         callbacks=[ReportCallback(setup.metric, report=ray.train.report)],
         parent=setup.study_id,
