@@ -279,9 +279,8 @@ def estimate_cost(cfg: RunConfig, resolved: Any, tokenizer: Any, prepared: Prepa
 
     from tunesmith.data.collate import make_collator, packed_response_loss
     from tunesmith.methods import apply_method, get_method
-    from tunesmith.models import load_model
-    from tunesmith.train.classification import head_kwargs
-    from tunesmith.train.precision import resolve_precision
+    from tunesmith.models import head_kwargs, load_model
+    from tunesmith.models.precision import resolve_precision
     from tunesmith.train.runner import prepare_for_training
 
     precision, _ = resolve_precision(cfg.train.precision)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.models.gguf import cache_root
+from tunesmith.cache import cache_root
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from tunesmith.cache import cache_root, file_sha256
 from tunesmith.config import TASK_DATA_KEYS, DataConfig, Task
 from tunesmith.console import say
 from tunesmith.data.labels import label_names, stratified_holdout
@@ -23,7 +24,6 @@ from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns
 from tunesmith.data.tokenize import Encoder, tokenize_classification, tokenize_pairs, tokenize_seq2seq
 from tunesmith.errors import TunesmithError
-from tunesmith.models.gguf import cache_root
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -256,13 +256,4 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     digest.update(backend.to_str().encode() if backend is not None else str(tokenizer.get_vocab()).encode())
     digest.update(str(getattr(tokenizer, "chat_template", "")).encode())
     digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
     return digest.hexdigest()

@@ -15,10 +15,11 @@ from tunesmith.config import RunConfig
 from tunesmith.console import say
 from tunesmith.data.render import Pair
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.generation import LoadedRun, autocast, load_run_model
 from tunesmith.evaluate.label_metrics import label_scores
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.models.precision import autocast
+from tunesmith.models.run_model import LoadedRun, load_run_model
 from tunesmith.rundir import atomic_write, read_run
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.rundir import read_run
+from tunesmith.models.precision import autocast
+from tunesmith.models.run_model import base_model_view, load_run_model
 
 
 @dataclass(frozen=True)
@@ -27,54 +26,6 @@ class Decoding:
     def as_dict(self) -> dict[str, Any]:
         """For eval.json and logs."""
         return asdict(self)
-
-
-@dataclass
-class LoadedRun:
-    """A completed run's config and its model, ready to generate."""
-
-    run_dir: Path
-    config: RunConfig
-    model: Any
-    tokenizer: Any
-    adapter: bool
-    precision: str
-
-
-def load_run_model(run_dir: Path) -> LoadedRun:
-    """Load the tuned model of a completed run (base + adapter, or the full weights)."""
-    from tunesmith.console import quiet_libraries
-    from tunesmith.models import ResolvedModel, load_model, load_tokenizer, resolve_model
-    from tunesmith.train.classification import head_kwargs
-
-    quiet_libraries()
-    config, record = read_run(run_dir)
-    model_dir = run_dir / "model"
-    if not model_dir.is_dir():
-        raise TunesmithError(f"{run_dir}: the run has no model/ directory")
-    saved = ResolvedModel(str(model_dir), str(model_dir), "local")
-    tokenizer = load_tokenizer(saved, config.model)
-    adapter = (model_dir / "adapter_config.json").is_file()
-    if adapter:
-        from peft import PeftModel
-
-        labels = head_kwargs(record.data.get("labels"))
-        base = load_model(resolve_model(config.model.name, config.model.revision), config.model, config.task, **labels)
-        model: Any = PeftModel.from_pretrained(base, str(model_dir))
-    else:
-        model = load_model(saved, config.model, config.task)
-    model.eval()
-    precision = str(record.data.get("precision", {}).get("value", "fp32"))
-    return LoadedRun(run_dir, config, model, tokenizer, adapter, precision)
-
-
-def load_base_model(run: LoadedRun) -> Any:
-    """The untouched pre-trained model of a run (for full fine-tunes; adapters just switch off)."""
-    from tunesmith.models import load_model, resolve_model
-
-    cfg = run.config
-    resolved = resolve_model(cfg.model.name, cfg.model.revision)
-    return load_model(resolved, cfg.model, cfg.task, **dict(_saved_head(run))).eval()
 
 
 def generate(
@@ -125,29 +76,6 @@ def _generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
     return kwargs
 
 
-@contextlib.contextmanager
-def autocast(precision: str) -> Iterator[None]:
-    """Run the block in the run's precision: bf16 autocast for bf16 runs, as trained; otherwise as loaded."""
-    import torch
-
-    if precision == "bf16":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        with torch.autocast(device, dtype=torch.bfloat16):
-            yield
-    else:
-        yield
-
-
-@contextlib.contextmanager
-def base_model_view(run: LoadedRun) -> Iterator[Any]:
-    """The base model: the same object with its adapter switched off, or a fresh load for full fine-tunes."""
-    if run.adapter:
-        with run.model.disable_adapter():
-            yield run.model
-    else:
-        yield load_base_model(run)
-
-
 def prompts_from_file(path: Path, config: RunConfig) -> list[str]:
     """Render every row of ``path`` with the run's prompt template."""
     from tunesmith.data.tables import read_table
@@ -175,11 +103,3 @@ def answer(
         with base_model_view(run) as base_model:
             base = generate(base_model, run.tokenizer, run.config, prompts, decoding, batch, run.precision)
     return prompts, tuned, base
-
-
-def _saved_head(run: LoadedRun) -> dict[str, Any]:
-    # A base for a classification run needs the same head shape as the tuned one (its weights stay untrained).
-    from tunesmith.train.classification import head_kwargs
-
-    labels = getattr(run.model.config, "id2label", None) if run.config.task == "classification" else None
-    return head_kwargs([labels[i] for i in sorted(labels)]) if labels else {}

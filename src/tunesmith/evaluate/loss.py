@@ -68,7 +68,7 @@ def teacher_forced_loss(
     import torch
 
     from tunesmith.data.collate import make_collator
-    from tunesmith.evaluate.generation import autocast
+    from tunesmith.models.precision import autocast
 
     # Right padding (the training collator): left padding would shift Llama-style position ids.
     encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunesmith.cache import file_sha256
 from tunesmith.config import RunConfig
-from tunesmith.data.prepare import Tables, file_sha256, prepare_data, read_tables, task_templates
+from tunesmith.data.prepare import Tables, prepare_data, read_tables, task_templates
 from tunesmith.data.render import Pair, render_pairs
 from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns, render, template_columns

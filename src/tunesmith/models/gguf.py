@@ -7,24 +7,18 @@ into place: the rename is atomic, the loser discards its copy.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunesmith.cache import cache_root, file_sha256
 from tunesmith.errors import TunesmithError
-
-
-def cache_root() -> Path:
-    """tunesmith's cache directory: $TUNESMITH_CACHE, else ~/.cache/tunesmith."""
-    return Path(os.environ.get("TUNESMITH_CACHE") or Path.home() / ".cache" / "tunesmith")
 
 
 def gguf_cache_dir(gguf_path: Path) -> Path:
     """Where the converted copy of this exact file lives (keyed by content fingerprint)."""
-    return cache_root() / "gguf" / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
+    return cache_root() / "gguf" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
 
 
 def converted_gguf(gguf_path: Path) -> Path:
@@ -71,11 +65,3 @@ def _without_gguf_quantizer(model: Any) -> Any:
     clean = AutoModelForCausalLM.from_config(config)
     clean.load_state_dict(model.state_dict())
     return clean
-
-
-def _fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]

@@ -45,6 +45,17 @@ def load_model(resolved: ResolvedModel, cfg: ModelConfig, task: Task, **model_kw
         raise TunesmithError(f"model.name {resolved.name!r}: cannot load the weights: {err}") from err
 
 
+def head_kwargs(labels: list[str] | None) -> dict[str, Any]:
+    """from_pretrained arguments that size the classification head and save the label names with the model."""
+    if labels is None:
+        return {}
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {name: i for i, name in enumerate(labels)},
+    }
+
+
 def _common_kwargs(resolved: ResolvedModel, cfg: ModelConfig) -> dict[str, Any]:
     return {
         "revision": resolved.revision,

@@ -9,17 +9,6 @@ from tunesmith.config import RunConfig
 from tunesmith.data.prepare import PreparedData
 
 
-def head_kwargs(labels: list[str] | None) -> dict[str, Any]:
-    """from_pretrained arguments that size the classification head and save the label names with the model."""
-    if labels is None:
-        return {}
-    return {
-        "num_labels": len(labels),
-        "id2label": dict(enumerate(labels)),
-        "label2id": {name: i for i, name in enumerate(labels)},
-    }
-
-
 def class_weights(train_labels: list[int], n_classes: int) -> list[float]:
     """Inverse-frequency weights, n / (k * count): a balanced set gets 1.0 everywhere."""
     counts = Counter(train_labels)

@@ -147,10 +147,9 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     from transformers import set_seed
 
     from tunesmith.methods import apply_method, get_method, parameter_counts
-    from tunesmith.models import load_model, load_tokenizer, resolve_model
-    from tunesmith.train.classification import head_kwargs
+    from tunesmith.models import head_kwargs, load_model, load_tokenizer, resolve_model
+    from tunesmith.models.precision import resolve_precision
     from tunesmith.train.distributed import check_engine
-    from tunesmith.train.precision import resolve_precision
 
     method = get_method(cfg.method.name)
     check_engine(cfg)
@@ -183,7 +182,7 @@ def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str
     """
     from tunesmith.data.collate import supports_packing
     from tunesmith.models.attention import use_varlen_attention
-    from tunesmith.train.precision import cast_frozen_weights
+    from tunesmith.models.precision import cast_frozen_weights
 
     if precision == "bf16" and method.adapter and method.packing:
         cast_frozen_weights(model)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith.cache import cache_root
 from tunesmith.config import RunConfig, TuneConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
@@ -84,7 +85,7 @@ def run_study(
         metric=metric,
         evaluations=tune_cfg.evaluations,
         train_rows=train_rows,
-        cache_dir=str(_cache_root()),
+        cache_dir=str(cache_root()),
         task_metric=task_metric,
         workers=tune_cfg.resources_per_trial.workers,
         worker_cpu=tune_cfg.resources_per_trial.cpu,
@@ -163,12 +164,6 @@ def _base(cfg: RunConfig) -> dict[str, Any]:
     from tunesmith.tune.space import base_mapping
 
     return base_mapping(cfg)
-
-
-def _cache_root() -> Path:
-    from tunesmith.models.gguf import cache_root
-
-    return cache_root()
 
 
 def _study_dir(cfg: RunConfig, output_dir: Path, resume: Path | None) -> Path:

@@ -88,8 +88,9 @@ def test_no_base_gives_the_same_tuned_outputs_and_loss(evaluated: tuple[Path, Ev
 
 
 def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunesmith.evaluate.generation import Decoding, load_run_model
+    from tunesmith.evaluate.generation import Decoding
     from tunesmith.evaluate.references import build_eval_set, read_source
+    from tunesmith.models.run_model import load_run_model
 
     available_metrics()
     batches: list[int] = []

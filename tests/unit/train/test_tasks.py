@@ -98,7 +98,7 @@ def test_classification_trains_saves_labels_evaluates_and_predicts(tmp_path: Pat
 
 def test_lora_classification_keeps_the_head_trainable_and_reloads(tmp_path: Path, tiny_bert: Path) -> None:
     from tunesmith.evaluate.classify import predict_texts
-    from tunesmith.evaluate.generation import load_run_model
+    from tunesmith.models.run_model import load_run_model
 
     table = reviews_csv(tmp_path / "reviews.csv")
     cfg = load_config(classification_config(tmp_path / "c.yaml", tiny_bert, table), ["method.name=lora", "method.r=4"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,16 @@ def cast_frozen_weights(model: Any) -> int:
             parameter.data = parameter.data.to(torch.bfloat16)
             changed += 1
     return changed
+
+
+@contextlib.contextmanager
+def autocast(precision: str) -> Iterator[None]:
+    """Run the block in the run's precision: bf16 autocast for bf16 runs, as trained; otherwise as loaded."""
+    import torch
+
+    if precision == "bf16":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        with torch.autocast(device, dtype=torch.bfloat16):
+            yield
+    else:
+        yield

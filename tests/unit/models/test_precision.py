@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.train import precision
+from tunesmith.models import precision
 
 
 def test_auto_picks_fp32_without_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
