@@ -177,7 +177,7 @@ async def save_upload(upload: UploadFile, settings: UiSettings) -> Path:
             while chunk := await upload.read(2**20):
                 size += len(chunk)
                 if size > settings.max_upload_bytes:
-                    raise TunesmithError(_too_large(size, settings) + " (or more)")
+                    raise StarletteHTTPException(413, _too_large(size, settings) + " (or more)")
                 handle.write(chunk)
         target = _free_name(folder / name)
         Path(handle.name).replace(target)

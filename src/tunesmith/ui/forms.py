@@ -36,6 +36,7 @@ class FormField:
     choices: tuple[str, ...] = ()
     tasks: tuple[str, ...] = ()  # shown only for these tasks (empty: all)
     methods: tuple[str, ...] = ()  # shown only for these methods (empty: all)
+    group: str = "data"  # the form section it is shown in
 
     @property
     def id(self) -> str:
@@ -63,35 +64,42 @@ class FormField:
 
 METHOD_HELP = {
     "method.name": "How the model is tuned: "
-    + "; ".join(f"{name}: {(cls.__doc__ or '').strip()}" for name, cls in METHOD_CONFIGS.items()),
+    + "; ".join(f"{name}: {(cls.__doc__ or '').strip().rstrip('.')}" for name, cls in METHOD_CONFIGS.items()),
 }
 ADAPTERS = ("lora", "dora")
+GROUPS = {
+    "data": "1. Data",
+    "templates": "2. Task and templates",
+    "model": "3. Model and method",
+    "train": "4. Training",
+}
+_SCHEDULERS = typing.get_args(TrainConfig.model_fields["lr_scheduler"].annotation)
 FIELDS: tuple[FormField, ...] = (
-    FormField("name"),
-    FormField("task", "select", typing.get_args(Task)),
-    FormField("model.name"),
     FormField("data.train"),
-    FormField("data.prompt", "textarea", tasks=("causal_lm",)),
-    FormField("data.response", "textarea", tasks=("causal_lm",)),
-    FormField("data.system", "textarea", tasks=("causal_lm",)),
-    FormField("data.source", "textarea", tasks=("seq2seq",)),
-    FormField("data.target", "textarea", tasks=("seq2seq",)),
-    FormField("data.text", "textarea", tasks=("classification",)),
-    FormField("data.label", tasks=("classification",)),
-    FormField("data.max_length", "number"),
-    FormField("data.eval_fraction", "number"),
-    FormField("method.name", "select", tuple(METHOD_CONFIGS)),
-    FormField("method.r", "number", methods=ADAPTERS),
-    FormField("method.alpha", "number", methods=ADAPTERS),
-    FormField("train.max_steps", "number"),
-    FormField("train.epochs", "number"),
-    FormField("train.learning_rate"),
-    FormField("train.lr_scheduler", "select", typing.get_args(TrainConfig.model_fields["lr_scheduler"].annotation)),
-    FormField("train.batch_size", "number"),
-    FormField("train.logging_steps", "number"),
-    FormField("train.save_steps", "number"),
-    FormField("train.eval_steps", "number"),
-    FormField("eval.max_new_tokens", "number"),
+    FormField("task", "select", typing.get_args(Task), group="templates"),
+    FormField("data.prompt", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.response", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.system", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.source", "textarea", tasks=("seq2seq",), group="templates"),
+    FormField("data.target", "textarea", tasks=("seq2seq",), group="templates"),
+    FormField("data.text", "textarea", tasks=("classification",), group="templates"),
+    FormField("data.label", tasks=("classification",), group="templates"),
+    FormField("data.max_length", "number", group="templates"),
+    FormField("data.eval_fraction", "number", group="templates"),
+    FormField("model.name", group="model"),
+    FormField("method.name", "select", tuple(METHOD_CONFIGS), group="model"),
+    FormField("method.r", "number", methods=ADAPTERS, group="model"),
+    FormField("method.alpha", "number", methods=ADAPTERS, group="model"),
+    FormField("name", group="train"),
+    FormField("train.max_steps", "number", group="train"),
+    FormField("train.epochs", "number", group="train"),
+    FormField("train.learning_rate", group="train"),
+    FormField("train.lr_scheduler", "select", _SCHEDULERS, group="train"),
+    FormField("train.batch_size", "number", group="train"),
+    FormField("train.logging_steps", "number", group="train"),
+    FormField("train.save_steps", "number", group="train"),
+    FormField("train.eval_steps", "number", group="train"),
+    FormField("eval.max_new_tokens", "number", group="train"),
 )
 FIELD_KEYS = frozenset(field.key for field in FIELDS)
 

@@ -53,6 +53,7 @@ def new_run(request: Request) -> HTMLResponse:
         request,
         "new.html",
         fields=forms.FIELDS,
+        groups=forms.GROUPS,
         tables=paths.list_tables(settings.data_root),
         embedded=EMBEDDED,
         values={},

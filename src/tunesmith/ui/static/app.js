@@ -12,7 +12,8 @@ function buildChart(el, data) {
     width: Math.max(320, el.clientWidth || 640),
     height: 260,
     scales: { x: { time: false } },
-    axes: [{ label: "step" }, { label: "loss" }],
+    // Whole-number step ticks only.
+    axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "loss" }],
     series: [{ label: "step" }].concat(names.map((name, i) => ({
       label: name, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true,
       points: { show: true, size: 5 },
