@@ -4,6 +4,7 @@ real training processes on the tiny Llama; closing the UI mid-run leaves the run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -101,6 +102,13 @@ def run_fields(name: str, steps: int, save_steps: int) -> dict[str, str]:
     }
 
 
+def stop_trainers(work: Path) -> None:
+    # Runs live in their own sessions, so a failed test would leave them training: end them.
+    for marker in (work / "runs").glob("*/ui-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+
+
 def read_record(run_dir: Path) -> dict[str, object]:
     try:
         loaded = json.loads((run_dir / "run.json").read_text())
@@ -134,6 +142,7 @@ def test_browser_journey(work: Path, tmp_path: Path) -> None:
             browser.close()
             for server in servers:
                 server.stop()
+            stop_trainers(work)
         assert not errors, errors
     if os.environ.get("TUNESMITH_UI_SCREENSHOT"):  # by hand: the README's picture
         shutil.copy(shots / "01-new-run.png", os.environ["TUNESMITH_UI_SCREENSHOT"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
@@ -46,4 +47,14 @@ def serve_ui(host: str, port: int, runs_dir: Path, data_root: Path, token: str |
     app = create_app(UiSettings(data_root, runs_dir, token, max_upload_mb))
     shown = f"[{host}]" if ":" in host else host
     say(f"tunesmith ui: http://{shown}:{port}/" + (f"?token={token}" if token else ""))
+    # The first preview would otherwise wait for transformers to import; do it while the browser opens.
+    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _warm_imports() -> None:
+    from transformers import AutoTokenizer  # the lazy module imports its heavy part on first use
+
+    import tunesmith.doctor  # noqa: F401 (pandas and the data pipeline)
+
+    del AutoTokenizer

@@ -15,8 +15,6 @@ from tunesmith.errors import TunesmithError
 from tunesmith.ui.app import UiSettings, create_app
 from tunesmith.ui.server import resolve_token
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:multipart")
-
 
 @pytest.fixture()
 def root(tmp_path: Path) -> Path:
@@ -213,3 +211,39 @@ def test_a_failed_run_shows_its_one_line_error(root: Path) -> None:
     table = ui.get("/runs/table").text
     assert "error: data.train: /x/ads.csv: file not found" in table and "crashed-1" in table
     assert ui.get("/healthz").status_code == 200
+
+
+def fake_run(runs: Path, name: str, status: str, method: str, eval_loss: float) -> None:
+    import json
+
+    run = runs / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"name: {name}\ntask: causal_lm\nmethod: {{name: {method}}}\n")
+    record = {"status": status, "task": "causal_lm", "method": method, "started_at": f"2026-01-0{len(name) % 9}"}
+    (run / "run.json").write_text(json.dumps(record | {"metrics": {"eval_loss": eval_loss}}))
+
+
+def test_the_runs_table_filters_and_sorts(root: Path) -> None:
+    fake_run(root / "runs", "a-lora", "completed", "lora", 2.0)
+    fake_run(root / "runs", "b-full", "interrupted", "full", 1.0)
+    fake_run(root / "runs", "c-lora", "completed", "lora", 1.5)
+    ui = client(root)
+    lora = ui.get("/runs/table", params={"method": "lora"}).text
+    assert "a-lora" in lora and "c-lora" in lora and "b-full" not in lora
+    assert "b-full" in ui.get("/runs/table", params={"status": "interrupted"}).text
+    best = ui.get("/runs/table", params={"sort": "eval_loss"}).text
+    assert best.index("b-full") < best.index("c-lora") < best.index("a-lora")
+
+
+def test_the_yaml_download_is_a_config_the_cli_reads(root: Path) -> None:
+    response = client(root).post("/new/config.yaml", data=form(root, **{"train.learning_rate": "3e-4"}))
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == 'attachment; filename="t.yaml"'
+    (root / "t.yaml").write_text(response.text)
+    config = load_config(root / "t.yaml")
+    assert config.train.learning_rate == 3e-4 and config.train.max_steps == 3
+    assert config.data.train == root / "ads.csv"
+    bad = client(root).post("/new/config.yaml", data=form(root, **{"train.max_steps": "0"}))
+    assert (
+        bad.status_code == 400 and bad.json()["error"] == "train.max_steps: Input should be greater than or equal to 1"
+    )
