@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -247,3 +248,11 @@ def test_the_yaml_download_is_a_config_the_cli_reads(root: Path) -> None:
     assert (
         bad.status_code == 400 and bad.json()["error"] == "train.max_steps: Input should be greater than or equal to 1"
     )
+
+
+def test_the_estimate_times_real_steps(root: Path, tiny_llama: Path) -> None:
+    shutil.copytree(tiny_llama, root / "models" / "tiny")
+    fields = form(root, model="models/tiny", **{"train.batch_size": "2", "method.r": "2"})
+    response = client(root).post("/new/estimate", data=fields)
+    assert response.status_code == 200, response.text
+    assert re.search(r"estimate from 3 timed steps \(cpu, \w+, batch 2, packed\): [\d.]+ s/step", response.text)
