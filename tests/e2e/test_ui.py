@@ -162,7 +162,13 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     from playwright.sync_api import expect
 
     server = servers[0]
+    started, phases = time.monotonic(), shots / "phases.txt"
 
+    def phase(name: str) -> None:  # where the wall time goes, for a person reading the test's output
+        with phases.open("a") as out:
+            out.write(f"{time.monotonic() - started:7.1f} s  {name}\n")
+
+    phase("upload")
     # New run: upload the CSV, see its columns and first rows.
     page.goto(server.url + "/new")
     page.set_input_files("#upload-file", str(upload))
@@ -171,6 +177,7 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     expect(page.locator("#data-train")).to_have_value("uploads/ads.csv")
     expect(page.locator("#table-preview td").first).to_have_text("coffee")
 
+    phase("templates and preview")
     # Templates and settings; a bad value shows the CLI's message at its field, then the live preview.
     for key, value in run_fields("first", 3, 1).items():
         if key not in ("task", "method.name", "data.train"):
@@ -186,6 +193,7 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shots / "01-new-run.png"))
 
+    phase("3-step run")
     # Launch: the run page shows the curve as it is logged, then the completed run.
     page.click("#launch")
     page.wait_for_url(re.compile(r"/run\?id=first-"))
@@ -195,6 +203,7 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     page.screenshot(path=str(shots / "02-first-run.png"), full_page=True)
     first_url = page.url
 
+    phase("stop and resume")
     # A longer run: watch the curve grow, Stop (as Ctrl-C does), Resume, see it go on.
     fill_new_run(page, server, "second", steps=30, save_steps=3)
     expect(page.locator("#examples .example")).to_have_count(3)
@@ -212,6 +221,7 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
         "n => Number((document.getElementById('step') || {}).textContent) > n", arg=stopped_at, timeout=60_000
     )
 
+    phase("close the UI mid-run, reopen it")
     # Close the UI mid-run (Ctrl-C in its terminal reaches its whole process group; then kill it for good):
     # the run goes on in its own session and completes whole; a reopened UI shows it.
     second = next(p for p in (work / "runs").iterdir() if p.name.startswith("second-"))
@@ -228,12 +238,14 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     steps = [json.loads(line)["step"] for line in (second / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 30  # resumed without duplicated or lost steps
 
+    phase("runs page")
     # Runs: both listed; the report opens.
     page.goto(server.url + "/runs")
     expect(page.locator("table.runs tbody tr")).to_have_count(2)
     expect(page.locator("table.runs tbody tr.status-completed")).to_have_count(2)
     page.screenshot(path=str(shots / "04-runs.png"), full_page=True)
 
+    phase("chat")
     # Chat with the first run: tuned and base answers side by side.
     page.goto(first_url.replace(servers[0].url, server.url))
     page.click("#chat-link")
@@ -243,6 +255,7 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     expect(page.locator(".turn .answer.base .who")).to_have_text("base model")
     page.screenshot(path=str(shots / "05-chat.png"), full_page=True)
 
+    phase("compare")
     # Compare the two runs: differing keys, metrics with deltas, curves overlaid.
     page.goto(server.url + "/compare")
     for box in page.locator("input[name=run]").all():
@@ -252,3 +265,4 @@ def journey(page, servers: list[UiServer], work: Path, upload: Path, shots: Path
     expect(page.locator("table.metrics")).to_contain_text("Δ")
     expect(page.locator("#compare-curves canvas").first).to_be_visible()
     page.screenshot(path=str(shots / "06-compare.png"), full_page=True)
+    phase("done")
