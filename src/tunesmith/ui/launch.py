@@ -38,7 +38,7 @@ def launch_train(config_yaml: str, name: str, runs_dir: Path, cwd: Path) -> Path
 def resume_train(run_dir: Path, runs_dir: Path, cwd: Path) -> None:
     """Continue an interrupted (or failed) run from its last checkpoint, with its own resolved config."""
     status = read_status(run_dir)
-    if status["state"] not in ("interrupted", "failed"):
+    if status["state"] not in ("interrupted", "failed") or not status["resumable"]:
         raise TunesmithError(f"run {run_dir.name}: is {status['state']}; only an interrupted or failed run resumes")
     command = ["train", str(run_dir / "config.yaml"), "--resume", str(run_dir), "--output-dir", str(runs_dir)]
     spawn(command, run_dir, "train", cwd)
@@ -116,7 +116,14 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         error = last_error_line(run_dir / "train.log") or "the training process ended without writing run.json"
     evaluating = process_alive(_launched_pid(run_dir, "eval"))
     eval_error = None if evaluating or (run_dir / "eval.json").is_file() else _eval_failure(run_dir)
-    return {"state": state, "error": error, "evaluating": evaluating, "eval_error": eval_error, "alive": alive}
+    return {
+        "state": state,
+        "error": error,
+        "evaluating": evaluating,
+        "eval_error": eval_error,
+        "alive": alive,
+        "resumable": bool(record) and not alive,  # --resume needs the run.json training writes once it starts
+    }
 
 
 def last_error_line(log: Path) -> str | None:

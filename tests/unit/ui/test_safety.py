@@ -209,6 +209,8 @@ def test_a_failed_run_shows_its_one_line_error(root: Path) -> None:
     assert 'id="resume"' in page
     early_page = ui.get("/run", params={"id": "early-1"}).text
     assert 'id="run-error" role="alert">error: data.train: /x/ads.csv: file not found</p>' in early_page
+    assert 'id="resume"' not in early_page  # nothing to resume: training never started
+    assert ui.post("/run/resume", data={"id": "early-1"}).status_code == 400
     table = ui.get("/runs/table").text
     assert "error: data.train: /x/ads.csv: file not found" in table and "crashed-1" in table
     assert ui.get("/healthz").status_code == 200
