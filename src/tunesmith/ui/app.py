@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ def create_app(settings: UiSettings) -> FastAPI:
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.chat = ChatModels()
+    app.state.doctor_lock = threading.Lock()
     app.state.env = Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True
     )

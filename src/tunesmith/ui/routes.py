@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Depends, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from tunesmith.errors import TunesmithError
 from tunesmith.ui import forms, launch, paths, progress
@@ -65,7 +66,8 @@ async def upload(request: Request, file: UploadFile) -> HTMLResponse:
     """Store an uploaded table under the data root and show its columns and first rows."""
     settings = settings_of(request)
     saved = await save_upload(file, settings)
-    return _table_fragment(request, paths.relative_to_root(settings.data_root, saved), uploaded=True)
+    relative = paths.relative_to_root(settings.data_root, saved)
+    return await run_in_threadpool(_table_fragment, request, relative, True)
 
 
 @router.get("/new/table", response_class=HTMLResponse)
@@ -96,6 +98,11 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
+# Routes that do blocking work (the doctor, files, processes) are plain functions, which FastAPI runs in its
+# thread pool, so the page's polling keeps being answered; the form is read by this async dependency first.
+FormValues = Annotated[dict[str, str], Depends(_form)]
+
+
 def _validated(values: dict[str, str], settings: UiSettings) -> tuple[Any, dict[str, Any], dict[str, str]]:
     raw, errors = forms.raw_config(values, settings.data_root)
     config, errors = forms.validate_form(raw, errors)
@@ -103,16 +110,17 @@ def _validated(values: dict[str, str], settings: UiSettings) -> tuple[Any, dict[
 
 
 @router.post("/new/preview", response_class=HTMLResponse)
-async def preview(request: Request) -> HTMLResponse:
+def preview(request: Request, values: FormValues) -> HTMLResponse:
     """Validate the form like the CLI; render three examples as the model sees them, with the doctor's findings."""
     from tunesmith.doctor import diagnose, statistics_lines
 
     settings = settings_of(request)
-    config, raw, errors = _validated(await _form(request), settings)
+    config, raw, errors = _validated(values, settings)
     diagnosis = None
     if config is not None:
         try:
-            diagnosis = diagnose(config, timing=False, source="form")
+            with request.app.state.doctor_lock:  # one at a time: they share the tokenised-data cache
+                diagnosis = diagnose(config, timing=False, source="form")
         except TunesmithError as err:
             errors[forms.field_of(str(err))] = str(err)
     stats = statistics_lines(diagnosis) if diagnosis is not None else []
@@ -121,14 +129,15 @@ async def preview(request: Request) -> HTMLResponse:
 
 
 @router.post("/new/estimate", response_class=HTMLResponse)
-async def estimate(request: Request) -> HTMLResponse:
+def estimate(request: Request, values: FormValues) -> HTMLResponse:
     """The doctor's memory and time estimate: a few timed optimizer steps on real batches (takes a while)."""
     from tunesmith.doctor import diagnose, timing_summary
 
-    config, _, errors = _validated(await _form(request), settings_of(request))
+    config, _, errors = _validated(values, settings_of(request))
     if config is None:
         raise TunesmithError(next(iter(errors.values())))
-    diagnosis = diagnose(config, timing=True, source="form")
+    with request.app.state.doctor_lock:
+        diagnosis = diagnose(config, timing=True, source="form")
     if diagnosis.timing is None:
         blocking = [p.message for p in diagnosis.ranked() if p.severity == "blocking"]
         raise TunesmithError("no estimate: " + (blocking[0] if blocking else "training would not start"))
@@ -136,9 +145,9 @@ async def estimate(request: Request) -> HTMLResponse:
 
 
 @router.post("/new/config.yaml")
-async def download_config(request: Request) -> Response:
+def download_config(request: Request, values: FormValues) -> Response:
     """The config as a YAML file to keep (validated first)."""
-    config, raw, errors = _validated(await _form(request), settings_of(request))
+    config, raw, errors = _validated(values, settings_of(request))
     if config is None:
         raise TunesmithError("; ".join(errors.values()))
     headers = {"Content-Disposition": f'attachment; filename="{config.name}.yaml"'}
@@ -146,10 +155,10 @@ async def download_config(request: Request) -> Response:
 
 
 @router.post("/new/launch", response_class=HTMLResponse)
-async def launch_run(request: Request) -> Response:
+def launch_run(request: Request, values: FormValues) -> Response:
     """Start ``tunesmith train`` as its own process and go to the run's page."""
     settings = settings_of(request)
-    config, raw, errors = _validated(await _form(request), settings)
+    config, raw, errors = _validated(values, settings)
     if config is None:
         return render(request, "_preview.html", fields=forms.FIELDS, errors=errors, yaml=forms.config_yaml(raw))
     run_dir = launch.launch_train(forms.config_yaml(raw), config.name, settings.runs_dir, settings.data_root)
@@ -287,31 +296,29 @@ def run_curves(request: Request) -> JSONResponse:
     return JSONResponse(data)
 
 
-async def _posted_run(request: Request) -> Path:
-    return _run_dir(request, (await _form(request)).get("id", ""))
 
 
 @router.post("/run/stop", response_class=HTMLResponse)
-async def run_stop(request: Request) -> HTMLResponse:
+def run_stop(request: Request, values: FormValues) -> HTMLResponse:
     """Stop as Ctrl-C does: the trainer finishes the step, saves a checkpoint, marks the run interrupted."""
-    run_dir = await _posted_run(request)
+    run_dir = _run_dir(request, values.get("id", ""))
     launch.stop_run(run_dir)
     return _status_fragment(request, run_dir)
 
 
 @router.post("/run/resume", response_class=HTMLResponse)
-async def run_resume(request: Request) -> HTMLResponse:
+def run_resume(request: Request, values: FormValues) -> HTMLResponse:
     """Continue an interrupted run from its last checkpoint (a new training process)."""
     settings = settings_of(request)
-    run_dir = await _posted_run(request)
+    run_dir = _run_dir(request, values.get("id", ""))
     launch.resume_train(run_dir, settings.runs_dir, settings.data_root)
     return _status_fragment(request, run_dir)
 
 
 @router.post("/run/eval", response_class=HTMLResponse)
-async def run_eval(request: Request) -> HTMLResponse:
+def run_eval(request: Request, values: FormValues) -> HTMLResponse:
     """Run ``tunesmith eval`` (base vs tuned, samples side by side) in the background."""
-    run_dir = await _posted_run(request)
+    run_dir = _run_dir(request, values.get("id", ""))
     launch.start_eval(run_dir, settings_of(request).data_root)
     return _status_fragment(request, run_dir)
 
@@ -382,14 +389,11 @@ def chat_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/chat/send", response_class=HTMLResponse)
-async def chat_send(request: Request) -> HTMLResponse:
+def chat_send(request: Request, values: FormValues) -> HTMLResponse:
     """One exchange: the tuned model's answer next to the base model's."""
-    from starlette.concurrency import run_in_threadpool
-
-    form = await _form(request)
-    run_dir = _run_dir(request, form.get("id", ""))
-    tokens = _bounded_int(form.get("max_new_tokens", "48"), "max_new_tokens", 1, 512)
-    reply = await run_in_threadpool(request.app.state.chat.reply, run_dir, form.get("message", ""), tokens)
+    run_dir = _run_dir(request, values.get("id", ""))
+    tokens = _bounded_int(values.get("max_new_tokens", "48"), "max_new_tokens", 1, 512)
+    reply = request.app.state.chat.reply(run_dir, values.get("message", ""), tokens)
     return render(request, "_chat_turn.html", reply=reply)
 
 
