@@ -296,8 +296,6 @@ def run_curves(request: Request) -> JSONResponse:
     return JSONResponse(data)
 
 
-
-
 @router.post("/run/stop", response_class=HTMLResponse)
 def run_stop(request: Request, values: FormValues) -> HTMLResponse:
     """Stop as Ctrl-C does: the trainer finishes the step, saves a checkpoint, marks the run interrupted."""
