@@ -10,54 +10,30 @@ from __future__ import annotations
 
 import hmac
 import logging
-import tempfile
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunesmith.errors import TunesmithError
-from tunesmith.ui import paths, progress
+from tunesmith.ui import progress
 from tunesmith.ui.chat import ChatModels
+from tunesmith.ui.pages import UiSettings, number, too_large
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "tunesmith_ui_token"
-UPLOAD_DIR = "uploads"
-PREVIEW_ROWS = 5
-CELL_CHARS = 300
-FINAL_STATES = ("completed", "failed", "interrupted")
-STOP_POLLING = 286  # htmx stops an `every Ns` poll on this status
-SORTS = {"newest": "newest first", "name": "name", "status": "status", "eval_loss": "eval_loss (best first)",
-         "loss": "train loss (best first)", "tokens_per_second": "tokens/s (fastest first)"}  # fmt: skip
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
 log = logging.getLogger("tunesmith.ui")
-
-
-@dataclass
-class UiSettings:
-    """Where the app reads data and runs, and how it guards itself."""
-
-    data_root: Path
-    runs_dir: Path
-    token: str | None = None
-    max_upload_mb: float = 50.0
-
-    @property
-    def max_upload_bytes(self) -> int:
-        """The upload limit in bytes."""
-        return int(self.max_upload_mb * 2**20)
 
 
 def create_app(settings: UiSettings) -> FastAPI:
@@ -72,7 +48,7 @@ def create_app(settings: UiSettings) -> FastAPI:
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True), trim_blocks=True
     )
     app.state.env.filters["duration"] = progress.duration
-    app.state.env.filters["number"] = _number
+    app.state.env.filters["number"] = number
     app.middleware("http")(_guard)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -90,7 +66,7 @@ async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Resp
         return _problem(request, "cross-site request refused", 403)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes + 2**16:
-        return _problem(request, _too_large(int(length), settings), 413)
+        return _problem(request, too_large(int(length), settings), 413)
     response = await call_next(request)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -114,10 +90,6 @@ def _same_origin(request: Request) -> bool:
     # A page on another site can make the browser POST here (a form needs no CORS); its Origin gives it away.
     origin = request.headers.get("origin")
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
-
-
-def _too_large(size: int, settings: UiSettings) -> str:
-    return f"file: upload of {size / 2**20:.1f} MB refused; the limit is {settings.max_upload_mb:g} MB"
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -147,56 +119,3 @@ def _problem(request: Request, message: str, status: int) -> Response:
         env: Environment = request.app.state.env
         return HTMLResponse(env.get_template("_error.html").render(message=message), status_code=status)
     return JSONResponse({"error": message}, status_code=status)
-
-
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    """Render a template (autoescaped) with the request and settings in its context."""
-    env: Environment = request.app.state.env
-    page = env.get_template(template).render(request=request, settings=request.app.state.settings, **context)
-    return HTMLResponse(page, status_code=status_code)
-
-
-def redirect(url: str) -> RedirectResponse:
-    """A 303 redirect (after a POST)."""
-    return RedirectResponse(url, status_code=303)
-
-
-def settings_of(request: Request) -> UiSettings:
-    """The app's settings."""
-    settings: UiSettings = request.app.state.settings
-    return settings
-
-
-async def save_upload(upload: UploadFile, settings: UiSettings) -> Path:
-    """Store an uploaded table under ``<data root>/uploads/``, refusing it past the size limit."""
-    name = paths.upload_name(upload.filename or "")
-    folder = settings.data_root / UPLOAD_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", delete=False)  # noqa: SIM115
-    size = 0
-    try:
-        with handle:
-            while chunk := await upload.read(2**20):
-                size += len(chunk)
-                if size > settings.max_upload_bytes:
-                    raise StarletteHTTPException(413, _too_large(size, settings) + " (or more)")
-                handle.write(chunk)
-        target = _free_name(folder / name)
-        Path(handle.name).replace(target)
-    finally:
-        Path(handle.name).unlink(missing_ok=True)
-    return target
-
-
-def _free_name(path: Path) -> Path:
-    for n in range(1, 10_000):
-        candidate = path if n == 1 else path.with_name(f"{path.stem}-{n}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise TunesmithError(f"file: no free name for {path.name} in {path.parent}")
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "-" if value is None else str(value)
-    return f"{value:.{digits}g}"

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tunesmith.errors import TunesmithError
 from tunesmith.ui import forms, launch, paths, progress
-from tunesmith.ui.app import (
+from tunesmith.ui.pages import (
     CELL_CHARS,
     FINAL_STATES,
     PREVIEW_ROWS,
