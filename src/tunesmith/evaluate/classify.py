@@ -37,13 +37,13 @@ def predict_texts(run: LoadedRun, texts: list[str], batch_size: int | None = Non
 
     batch_size = batch_size or run.config.eval.batch_size
     id2label = run.model.config.id2label
-    run.tokenizer.padding_side = "right"
     predictions: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
         batch = run.tokenizer(
             texts[start : start + batch_size],
             return_tensors="pt",
             padding=True,
+            padding_side="right",
             truncation=True,
             max_length=run.config.data.max_length,
         )
