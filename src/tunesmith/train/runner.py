@@ -93,10 +93,12 @@ def train(
                 trainer.add_callback(callback)
             with watch.measure("train"):
                 trainer.train(resume_from_checkpoint=checkpoint)
+            _raise_evaluation_failure(trainer, run_dir)
             if stop.requested:
                 raise KeyboardInterrupt
             with watch.measure("save"):
                 metrics = _evaluate_and_save(cfg, session, trainer, run_dir)
+            _raise_evaluation_failure(trainer, run_dir)
     except KeyboardInterrupt:
         record.set_status("interrupted", timings=watch.timings, hint=f"resume with --resume {run_dir}")
         _index(record)
@@ -105,7 +107,9 @@ def train(
         # After a requested stop, an error on the way out (a peer rank already gone from a collective) is part
         # of the interruption: the run stopped because it was asked to, and its checkpoint resumes it.
         status: Status = "interrupted" if stop.requested else "failed"
-        record.set_status(status, error=f"{type(err).__name__}: {err}", timings=watch.timings)
+        resumable = last_complete_checkpoint(run_dir / "checkpoints") is not None
+        hint = {"hint": f"resume with --resume {run_dir}"} if resumable else {}
+        record.set_status(status, error=f"{type(err).__name__}: {err}", timings=watch.timings, **hint)
         _index(record)
         raise
     if record.writable:
@@ -118,6 +122,21 @@ def train(
     record.set_status("completed", finished_at=now_iso(), timings=watch.timings, metrics=metrics, train=train_summary)
     _index(record, model_card=True)
     return RunResult(run_dir, metrics, progress.tokens_per_second, session.data.stats, watch.timings)
+
+
+def _raise_evaluation_failure(trainer: Any, run_dir: Path) -> None:
+    # An in-training evaluation that raised has already had the Trainer save a checkpoint and stop (see
+    # GenerationMetricsCallback); report it now, as one line that says how to continue.
+    from tunesmith.train.generation_metrics import GenerationMetricsCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, GenerationMetricsCallback) and callback.failure is not None:
+            step, err = callback.failure
+            raise TunesmithError(
+                f"eval.metrics: the evaluation at step {step} failed: {type(err).__name__}: {err}",
+                hint=f"the steps trained so far are saved; fix the cause and continue with "
+                f"tunesmith train CONFIG --resume {run_dir}",
+            ) from err
 
 
 def _index(record: RunRecord, model_card: bool = False) -> None:
