@@ -18,6 +18,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.label_metrics import label_scores
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.metric_specs import task_metrics
 from tunesmith.models.precision import autocast
 from tunesmith.models.run_model import LoadedRun, load_run_model
 from tunesmith.rundir import atomic_write, read_run
@@ -103,7 +104,7 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         run_dir=run_dir,
         data={"rows": len(pairs), "source": str(data) if data else "eval_split"},
         decoding={"baseline": f"majority class {majority!r}"},
-        metric_names=["accuracy", "macro_f1"],
+        metric_names=task_metrics("classification"),
         examples=[EvalExample(p.prompt, (p.response,)) for p in pairs],
         tuned=label_scores(predicted, gold),
         tuned_outputs=predicted,

@@ -16,9 +16,10 @@ from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, generate
 from tunesmith.evaluate.loss import teacher_forced_loss
-from tunesmith.evaluate.metrics import build_metrics, default_metrics
+from tunesmith.evaluate.metrics import build_metrics
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
 from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.metric_specs import default_metrics
 from tunesmith.models.run_model import LoadedRun, base_model_view, load_run_model
 from tunesmith.rundir import read_run
 from tunesmith.track.registry import record_run

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import lower_is_better
 from tunesmith.track.plots import curves_png
-from tunesmith.track.registry import find_run, lower_is_better
+from tunesmith.track.registry import find_run
 from tunesmith.track.runview import RunView, flatten, load_run
 
 # Metrics that mean the same whatever the task, so they compare across tasks.

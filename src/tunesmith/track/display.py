@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunesmith.track.registry import RunRow, lower_is_better
+from tunesmith.metric_specs import lower_is_better
+from tunesmith.track.registry import RunRow
 
 # Metrics shown as columns by default (the sort metric is added when it is another one).
 DEFAULT_METRICS = ("eval_loss", "loss", "bleu", "rouge_l", "accuracy")

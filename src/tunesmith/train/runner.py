@@ -22,6 +22,7 @@ from tunesmith.config import RunConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
 from tunesmith.data.prepare import DataStats, PreparedData, Tables, prepare_data, read_tables
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import lower_is_better, score_keys, training_metrics
 
 if TYPE_CHECKING:
     from tunesmith.train.callbacks import GracefulStopCallback
@@ -329,7 +330,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=keep_best,
         metric_for_best_model=select_by if keep_best else None,
-        greater_is_better=not select_by.endswith(("loss", "perplexity")) if keep_best else None,
+        greater_is_better=not lower_is_better(select_by) if keep_best else None,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
@@ -355,8 +356,9 @@ def check_selection(cfg: RunConfig) -> None:
     """Fail before training when train.select_by or eval.metrics names something training cannot compute."""
     from tunesmith.evaluate.metrics import build_metrics
 
-    during = ["accuracy", "macro_f1"] if cfg.task == "classification" else list(cfg.eval.metrics or [])
-    produced = {f"eval_{key}" for metric in build_metrics(during).values() for key in metric.compute()}
+    during = training_metrics(cfg.task, cfg.eval.metrics)
+    build_metrics(during)  # an unknown name is one line naming eval.metrics
+    produced = {f"eval_{key}" for key in score_keys(during)}
     name = selection_metric(cfg)
     if name not in produced | {"eval_loss"}:
         raise TunesmithError(

@@ -13,9 +13,10 @@ import pytest
 
 from fixtures import write_ads_csv, write_config
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.metrics import METRICS, available_metrics
+from tunesmith.evaluate.metrics import METRICS
 from tunesmith.evaluate.report import EvalReport
 from tunesmith.evaluate.runner import evaluate_run, score_model
+from tunesmith.metric_specs import METRIC_SPECS, MetricSpec
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,6 @@ def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.Monk
     from tunesmith.evaluate.references import build_eval_set, read_source
     from tunesmith.models.run_model import load_run_model
 
-    available_metrics()
     batches: list[int] = []
 
     class Probe:
@@ -106,6 +106,7 @@ def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.Monk
             return {"batches": len(batches)}
 
     monkeypatch.setitem(METRICS, "probe", Probe)
+    monkeypatch.setitem(METRIC_SPECS, "probe", MetricSpec("probe", ("probe",), True, ("causal_lm",)))
     run = load_run_model(run_dir)
     eval_set = build_eval_set(read_source(run.config, None), run.config, run.tokenizer, None)
     scores = score_model(run.model, run, eval_set, ["probe"], Decoding(max_new_tokens=2))
