@@ -181,7 +181,7 @@ def runs_list(
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """List recorded runs (run directories not yet in the registry are added first)."""
-    from tunesmith.track.display import runs_table
+    from tunesmith.review.display import runs_table
     from tunesmith.track.registry import list_runs
 
     listing = list_runs(runs_dir, sort, filter_ or [])
@@ -196,7 +196,7 @@ def runs_show(
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """Everything the registry holds about one run."""
-    from tunesmith.track.display import run_details
+    from tunesmith.review.display import run_details
     from tunesmith.track.registry import get_row
 
     out_console.print(run_details(get_row(runs_dir, run)))
@@ -210,7 +210,7 @@ def runs_compare(
     samples: Annotated[int, typer.Option("--samples", min=0, help="Sample answers shown side by side.")] = 3,
 ) -> None:
     """Config keys that differ, metrics with deltas, overlaid curves and answers side by side."""
-    from tunesmith.track.compare import compare_runs, renderables
+    from tunesmith.review.compare import compare_runs, renderables
 
     for item in renderables(compare_runs(runs, runs_dir, plot, samples)):
         out_console.print(item)
@@ -222,9 +222,9 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", help="HTML file (default RUN_DIR/report.html).")] = None,
 ) -> None:
     """Write a self-contained HTML report of a run (and refresh its model card)."""
-    from tunesmith.track.report import write_report
+    from tunesmith.review.html_report import write_html_report
 
-    for path in write_report(run_dir, output):
+    for path in write_html_report(run_dir, output):
         out_console.print(f"wrote {path}")
 
 

@@ -17,7 +17,7 @@ from tunesmith.data.render import Pair
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.label_metrics import label_scores
 from tunesmith.evaluate.references import EvalExample
-from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.evaluate.report import EvalReport, write_eval_outputs
 from tunesmith.metric_specs import task_metrics
 from tunesmith.models.precision import autocast
 from tunesmith.models.run_model import LoadedRun, load_run_model
@@ -112,7 +112,7 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         base_outputs=[majority] * len(gold),
         extra=extra,
     )
-    write_report(report)
+    write_eval_outputs(report)
     from tunesmith.track.registry import record_run
 
     record_run(run_dir)

@@ -65,7 +65,7 @@ def samples_jsonl(report: EvalReport) -> str:
     return "".join(lines)
 
 
-def write_report(report: EvalReport) -> None:
+def write_eval_outputs(report: EvalReport) -> None:
     """Write samples.jsonl, then eval.json (last, so an eval.json always has its samples beside it)."""
     atomic_write(report.run_dir / "samples.jsonl", samples_jsonl(report))
     atomic_write(report.run_dir / "eval.json", eval_json(report))

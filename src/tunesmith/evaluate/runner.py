@@ -18,7 +18,7 @@ from tunesmith.evaluate.generation import Decoding, generate
 from tunesmith.evaluate.loss import teacher_forced_loss
 from tunesmith.evaluate.metrics import build_metrics
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
-from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.evaluate.report import EvalReport, write_eval_outputs
 from tunesmith.metric_specs import default_metrics
 from tunesmith.models.run_model import LoadedRun, base_model_view, load_run_model
 from tunesmith.rundir import read_run
@@ -67,7 +67,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
         base=baseline.metrics if baseline else None,
         base_outputs=baseline.outputs if baseline else None,
     )
-    write_report(report)
+    write_eval_outputs(report)
     record_run(run_dir)  # eval metrics join the run's row in the registry
     return report
 

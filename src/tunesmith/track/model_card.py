@@ -8,7 +8,7 @@ import yaml
 
 from tunesmith.rundir import atomic_write
 from tunesmith.track.runview import RunView, load_run
-from tunesmith.track.summary import data_rows, metric_rows, overview
+from tunesmith.track.summary import data_rows, metric_table, overview
 
 # Hub ids of the embedded models, so the card links the real base model.
 EMBEDDED_HUB_IDS = {
@@ -48,7 +48,7 @@ def model_card(view: RunView) -> str:
 
 
 def _markdown(view: RunView, base: str | None, adapter: bool) -> str:
-    header, rows = metric_rows(view)
+    header, rows = metric_table(view)
     lines = [
         f"# {view.record.get('name') or view.id}",
         "",

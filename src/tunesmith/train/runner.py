@@ -253,8 +253,8 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
 
     from tunesmith.data.collate import make_collator
     from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
-    from tunesmith.train.eval_loss import TokenLossTrainer
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
+    from tunesmith.train.trainer import TokenLossTrainer
 
     progress = ProgressCallback()
     metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")

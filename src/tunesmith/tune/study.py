@@ -26,7 +26,7 @@ from tunesmith.tune.memory import MemoryEstimate, available_memory, estimate_mem
 from tunesmith.tune.outputs import write_outputs
 from tunesmith.tune.record import StudyLog, TrialRow
 from tunesmith.tune.space import Param, check_space, trial_config
-from tunesmith.tune.trial import TrialSetup, build_trial
+from tunesmith.tune.trial_setup import TrialSetup, build_trial
 
 
 @dataclass
