@@ -179,15 +179,22 @@ def runs_list(
         typer.Option("--filter", help="key=value (also !=, <, >, <=, >=) on a column, metric or config key."),
     ] = None,
     runs_dir: RunsDirOpt = Path("runs"),
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (model, kind, created, several metrics).")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Every field of every run, as JSON.")] = False,
 ) -> None:
     """List recorded runs (run directories not yet in the registry are added first)."""
-    from tunesmith.review.display import runs_table
+    from tunesmith.console import print_unwrapped
+    from tunesmith.review.display import rows_json, runs_table
     from tunesmith.track.registry import list_runs
 
     listing = list_runs(runs_dir, sort, filter_ or [])
     if listing.warning:
         err_console.print(f"warning: {listing.warning}", markup=False)
-    out_console.print(runs_table(listing.rows, sort))
+    if json_:
+        typer.echo(rows_json(listing.rows))
+        return
+    table = runs_table(listing.rows, sort, width=out_console.width, wide=wide)
+    print_unwrapped(table) if wide else out_console.print(table)
 
 
 @runs_app.command("show")

@@ -41,16 +41,16 @@ METRIC_SPECS: dict[str, MetricSpec] = {
 LOWER_IS_BETTER_KEYS = frozenset({"loss", "perplexity", "train_loss", "runtime"})
 
 # Prefixes the Trainer, the registry and the eval report put before a score key.
-_PREFIXES = ("eval_", "base_", "tuned_", "train_", "test_")
+_PREFIXES = ("eval_", "base.", "base_", "tuned_", "train_", "test_")
 
 
 def bare_key(key: str) -> str:
-    """The score key without the Trainer's or the report's prefix: eval_rougeL -> rougeL."""
-    if key in LOWER_IS_BETTER_KEYS:
-        return key
-    for prefix in _PREFIXES:
-        if key.startswith(prefix):
-            return key.removeprefix(prefix)
+    """The score key without the Trainer's or the report's prefixes: eval_rougeL -> rougeL, base.eval_loss -> loss."""
+    while key not in LOWER_IS_BETTER_KEYS:
+        prefix = next((p for p in _PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            break
+        key = key.removeprefix(prefix)
     return key
 
 

@@ -48,12 +48,13 @@ class RightPadding:
         self.tokenizer = tokenizer
         self.seq2seq_model = seq2seq_model
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        """A BatchEncoding (``.to(device)`` moves it whole) of right-padded inputs and labels."""
         import torch
 
         labels = [f["labels"] for f in features] if "labels" in features[0] else None
         inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
-        batch = dict(self.tokenizer.pad(inputs, padding="longest", padding_side="right", return_tensors="pt"))
+        batch = self.tokenizer.pad(inputs, padding="longest", padding_side="right", return_tensors="pt")
         if labels is None:
             return batch
         if isinstance(labels[0], list):  # token labels (causal LM, seq2seq); class ids are plain ints

@@ -134,6 +134,7 @@ def test_every_spec_is_implemented_and_reports_exactly_its_keys() -> None:
         ("eval_bleu", False),
         ("rougeL", False),
         ("tuned_accuracy", False),
+        ("base.eval_loss", True),
         ("macro_f1", False),
     ],
 )
