@@ -62,6 +62,7 @@ def train(
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in SUMMARY_METRICS)
     out_console.print(f"completed: {result.run_dir}")
     out_console.print(f"throughput: {result.tokens_per_second:.0f} tokens/s" + (f"; {metrics}" if metrics else ""))
+    out_console.print("time: " + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in result.timings.items()))
 
 
 @app.command()

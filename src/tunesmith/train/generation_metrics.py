@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from transformers import TrainerCallback
@@ -26,6 +27,7 @@ class GenerationMetricsCallback(TrainerCallback):
         self.cfg, self.tokenizer, self.log = cfg, tokenizer, log
         self.examples = group_references(eval_pairs)[: cfg.eval.generate_samples]
         self.failure: tuple[int, Exception] | None = None  # (step, error) of an evaluation that raised
+        self.seconds = 0.0  # time spent generating and scoring, for the run's timings
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
@@ -33,10 +35,13 @@ class GenerationMetricsCallback(TrainerCallback):
         model = kwargs.get("model")
         if model is None or metrics is None or not self.examples:
             return None
+        started = time.perf_counter()
         try:
             scores = self.score(model, "bf16" if args.bf16 else "fp32")
-        except Exception as err:
+        except Exception as err:  # re-raised by train() once the checkpoint is safe
             return self._stop_after_failure(err, state, control, metrics)
+        finally:
+            self.seconds += time.perf_counter() - started
         metrics.update({f"eval_{name}": value for name, value in scores.items()})
         self.log.on_log(args, state, control, logs={f"eval_{k}": v for k, v in scores.items()})
         return None
