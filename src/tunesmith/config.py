@@ -51,7 +51,11 @@ class DataConfig(_Section):
     split_seed: int = Field(42, description="Seed of the train/eval split.")
     prompt: str | None = Field(None, description="Prompt template with {column} placeholders (causal_lm).")
     response: str | None = Field(None, description="Response template with {column} placeholders (causal_lm).")
-    system: str | None = Field(None, description="System prompt, used when the tokenizer has a chat template.")
+    system: str | None = Field(
+        None,
+        description="System prompt, used when the tokenizer has a chat template. Unset: the template's own default, "
+        "if it has one (SmolLM2's adds ~30 tokens to every row); an empty string: no system prompt at all.",
+    )
     source: str | None = Field(None, description="Input template with {column} placeholders (seq2seq).")
     target: str | None = Field(None, description="Output template with {column} placeholders (seq2seq).")
     text: str | None = Field(None, description="Text template with {column} placeholders (classification).")
