@@ -15,11 +15,14 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.rundir import now_iso, read_run
+
+if TYPE_CHECKING:
+    from tunesmith.models.run_model import LoadedRun
 
 KINDS = ("merged", "gguf", "ollama")
 DEFAULT_QUANT = "q8_0"
@@ -42,12 +45,18 @@ def export_run(run_dir: Path, to: str, quant: str | None = None, output: Path | 
     """Export the model of the completed run in ``run_dir`` as ``to`` (merged, gguf or ollama)."""
     config, _ = read_run(run_dir)
     quant = _check_request(config, run_dir, to, quant)
-    target = (output or default_output(run_dir, to, quant)).absolute()
-    _check_target(target)
+    _check_target(_target(run_dir, to, quant, output))  # fail before the (slow) model load
     from tunesmith.models.run_model import load_run_model
 
-    loaded = load_run_model(run_dir)
-    model = loaded.model.merge_and_unload() if loaded.adapter else loaded.model
+    return export_loaded(load_run_model(run_dir), to, quant, output)
+
+
+def export_loaded(run: LoadedRun, to: str, quant: str | None = None, output: Path | None = None) -> ExportResult:
+    """Export an already loaded run. An adapter is folded into ``run.model`` in place (fp32)."""
+    quant = _check_request(run.config, run.run_dir, to, quant)
+    target = _target(run.run_dir, to, quant, output)
+    _check_target(target)
+    model = run.model.merge_and_unload() if run.adapter else run.model
     if to != "merged":
         from tunesmith.export.gguf_file import architecture_of
 
@@ -55,14 +64,18 @@ def export_run(run_dir: Path, to: str, quant: str | None = None, output: Path | 
     result = ExportResult(to, target, [], quant)
     with _staging(target) as folder:
         if to == "merged":
-            _write_merged(run_dir, model, loaded.tokenizer, folder)
+            _write_merged(run.run_dir, model, run.tokenizer, folder)
         else:
-            _write_gguf(config, model, loaded.tokenizer, folder, quant or DEFAULT_QUANT, result)
-        _write_marker(folder, run_dir, result)
+            _write_gguf(run.config, model, run.tokenizer, folder, quant or DEFAULT_QUANT, result)
+        _write_marker(folder, run.run_dir, result)
     result.files = sorted(path for path in target.iterdir() if path.is_file())
     if to == "ollama":
-        result.command = f"ollama create {safe_name(config.name)} -f {target / 'Modelfile'}"
+        result.command = f"ollama create {safe_name(run.config.name)} -f {target / 'Modelfile'}"
     return result
+
+
+def _target(run_dir: Path, to: str, quant: str | None, output: Path | None) -> Path:
+    return (output or default_output(run_dir, to, quant)).absolute()
 
 
 def default_output(run_dir: Path, to: str, quant: str | None) -> Path:
