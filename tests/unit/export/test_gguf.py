@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from export_checks import PROMPTS, TOLERANCES, logit_gap
+
 from tunesmith.errors import TunesmithError
 from tunesmith.export import export_run
 
