@@ -166,3 +166,28 @@ def test_a_non_causal_run_gets_one_line_from_the_cli(tmp_path: Path, tiny_run: P
         f"error: --to gguf: GGUF is for causal language models; {clone} is a classification run "
         "(--to merged works for it)"
     ]
+
+
+def test_llama_cpp_loads_the_file_and_agrees(tiny_run: Path, tiny_reference: tuple[Any, Any], tmp_path: Path) -> None:
+    """The real consumer. llama-cpp-python builds from source (minutes): this runs only where it is installed."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    import numpy as np
+
+    reference, tokenizer = tiny_reference
+    result = export_run(tiny_run, "gguf", "q8_0", output=tmp_path / "gguf")
+    path = next(p for p in result.files if p.suffix == ".gguf")
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=128, logits_all=True, verbose=False)
+    text = tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids
+    llm.eval(ids)
+    got = np.array(llm.scores[: len(ids)])
+
+    class Scores:  # llama.cpp's logits, in the shape logit_gap reads
+        def __call__(self, batch: Any) -> Any:
+            import torch
+
+            return type("Out", (), {"logits": torch.from_numpy(got).unsqueeze(0)})()
+
+    relative, top1 = logit_gap(reference, Scores(), [ids])
+    assert relative <= TOLERANCES["q8_0"][0] and top1 >= TOLERANCES["q8_0"][1], (relative, top1)

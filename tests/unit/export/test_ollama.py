@@ -64,3 +64,15 @@ def test_a_run_without_chat_template_gets_the_plain_prompt_layout(system: str | 
 
     converted = ollama_template(build_tokenizer(chat_template=False), system)
     assert (converted.template, converted.system, converted.stops) == (PLAIN_TEMPLATE, system, ["<|im_end|>"])
+
+
+def test_the_cli_prints_the_files_and_the_ollama_create_line(tiny_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    out = tmp_path / "o"
+    done = CliRunner().invoke(app, ["export", str(tiny_run), "--to", "ollama", "--output", str(out)])
+    assert done.exit_code == 0, done.output
+    assert f"wrote {out / 'tiny-q8_0.gguf'} (" in done.output and f"wrote {out / 'Modelfile'} (" in done.output
+    assert f"next: ollama create tiny -f {out / 'Modelfile'}" in done.output
