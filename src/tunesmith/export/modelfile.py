@@ -31,10 +31,13 @@ class OllamaTemplate:
     problem: str | None = None
 
 
-def ollama_template(tokenizer: Any, system: str | None) -> OllamaTemplate:
-    """Convert the tokenizer's chat template; ``system`` (the run's data.system) wins over a template default."""
+def ollama_template(tokenizer: Any, system: str | None, chat: bool = True) -> OllamaTemplate:
+    """Convert the tokenizer's chat template; ``system`` (the run's data.system) wins over a template default.
+
+    ``chat``: whether the run rendered its examples through the chat template (data.chat_template).
+    """
     eos = [tokenizer.eos_token] if tokenizer.eos_token else []
-    if not getattr(tokenizer, "chat_template", None):
+    if not chat or not getattr(tokenizer, "chat_template", None):
         return OllamaTemplate(PLAIN_TEMPLATE, system, eos)
     chatml, default_system = _chatml_default_system(tokenizer)
     if not chatml:

@@ -146,10 +146,11 @@ def _write_gguf(config: RunConfig, model: Any, tokenizer: Any, folder: Path, qua
     write_gguf(model, tokenizer, gguf_path, quant, config.name)
     if result.kind != "ollama":
         return
+    from tunesmith.data.tokenize import uses_chat_template
     from tunesmith.export.modelfile import modelfile_text, ollama_template
     from tunesmith.rundir import atomic_write
 
-    converted = ollama_template(tokenizer, config.data.system)
+    converted = ollama_template(tokenizer, config.data.system, uses_chat_template(tokenizer, config.data))
     atomic_write(folder / "Modelfile", modelfile_text(gguf_path.name, converted))
     if converted.problem:
         result.notes.append(converted.problem)

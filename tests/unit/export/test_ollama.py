@@ -64,6 +64,8 @@ def test_a_run_without_chat_template_gets_the_plain_prompt_layout(system: str | 
 
     converted = ollama_template(build_tokenizer(chat_template=False), system)
     assert (converted.template, converted.system, converted.stops) == (PLAIN_TEMPLATE, system, ["<|im_end|>"])
+    # A run trained with data.chat_template: off read plain prompts even though its tokenizer has a template.
+    assert ollama_template(build_tokenizer(), system, chat=False).template == PLAIN_TEMPLATE
 
 
 def test_the_cli_prints_the_files_and_the_ollama_create_line(tiny_run: Path, tmp_path: Path) -> None:
