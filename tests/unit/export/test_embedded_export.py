@@ -1,4 +1,8 @@
-"""The real embedded SmolLM2-135M-Instruct: one LoRA step, exported to q8_0 GGUF, read back by transformers."""
+"""The real embedded SmolLM2-135M-Instruct with a LoRA adapter, exported to q8_0 GGUF and read back by transformers.
+
+Training would add ~10 s and teach nothing the tiny run does not: the adapter here is initialised with random
+(non-zero) B matrices instead, so folding it in changes every targeted weight, as a trained one would.
+"""
 
 from __future__ import annotations
 
@@ -15,44 +19,50 @@ pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 
 
 def test_embedded_model_exports_to_q8_0_and_round_trips(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from tunesmith.config import load_config
     from tunesmith.data.tokenize import prompt_text
     from tunesmith.export import export_loaded
-    from tunesmith.models.run_model import load_run_model
-    from tunesmith.train.runner import train
+    from tunesmith.models import load_model, load_tokenizer, resolve_model
+    from tunesmith.models.run_model import LoadedRun
 
     # The GGUF -> safetensors conversion of the base is content-keyed and slow: share the user's cache.
     default = Path.home() / ".cache" / "tunesmith"
     monkeypatch.setenv("TUNESMITH_CACHE", os.environ.get("TUNESMITH_TEST_CACHE", str(default)))
     table = write_ads_csv(tmp_path / "ads.csv", repeat=1)
-    config = write_config(
-        tmp_path / "c.yaml",
-        "smollm2-135m-instruct",  # type: ignore[arg-type]
-        table,
-        data={"system": "You write ads.", "max_length": 64, "eval_fraction": 0.25},
-        train={"max_steps": 1, "batch_size": 2, "save_steps": 10},
+    config = load_config(
+        write_config(tmp_path / "c.yaml", "smollm2-135m-instruct", table, data={"system": "You write ads."}),  # type: ignore[arg-type]
+        [],
     )
     clock = _Clock()
-    run_dir = train(load_config(config, []), output_dir=tmp_path / "runs").run_dir
-    clock.lap("train 1 step")
-    loaded = load_run_model(run_dir)
-    tokenizer = loaded.tokenizer
-    texts = [prompt_text(tokenizer, loaded.config.data, "Write an ad for tea aimed at retirees."), "The sea is"]
+    resolved = resolve_model(config.model.name)
+    tokenizer = load_tokenizer(resolved, config.model)
+    base = load_model(resolved, config.model, "causal_lm")
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    torch.manual_seed(0)
+    model = get_peft_model(base, lora).eval()
+    clock.lap("load SmolLM2 + LoRA")
+    texts = [prompt_text(tokenizer, config.data, "Write an ad for tea aimed at retirees."), "The sea is"]
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
-    reference = _Frozen(loaded.model, ids)  # the adapter model's logits, before the export merges it in place
+    reference = _Frozen(model, ids)  # the adapter model's logits, before the export folds it in place
+    with model.disable_adapter():
+        base = _Frozen(model, ids)
 
-    clock.lap("load the run")
-    result = export_loaded(loaded, "gguf", "q8_0")
+    result = export_loaded(LoadedRun(tmp_path, config, model, tokenizer, True, "fp32"), "gguf", "q8_0")
     clock.lap("export")
     (path,) = [p for p in result.files if p.suffix == ".gguf"]
+    assert path == tmp_path / "export" / "gguf-q8_0" / "tiny-q8_0.gguf"
     # The tokenizer's round trip is checked on the tiny run (transformers needs ~5 s more to rebuild this one).
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
+    exported = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name).eval()
     clock.lap(f"transformers reads the {path.stat().st_size / 1e6:.0f} MB file")
-    relative, top1 = logit_gap(reference, model, ids)
+    relative, top1 = logit_gap(reference, exported, ids)
     print(f"q8_0: max |diff| / max |logit| {relative:.2e}, top-1 agreement {top1:.3f}")
     assert relative <= TOLERANCES["q8_0"][0] and top1 >= TOLERANCES["q8_0"][1]
+    # The adapter was not a no-op: without it the logits differ well beyond the q8_0 rounding.
+    assert logit_gap(reference, base, ids)[0] > 2 * relative
 
 
 class _Clock:
