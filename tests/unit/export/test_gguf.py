@@ -129,6 +129,28 @@ def test_unhandled_architecture_is_one_clear_line_and_no_file(tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == []
 
 
+def test_rope_scaling_and_non_byte_level_tokenizers_are_refused(tmp_path: Path) -> None:
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from fixtures import build_tokenizer
+    from tunesmith.export.gguf_file import write_gguf
+
+    scaled = transformers.LlamaConfig(
+        vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+    )
+    scaled.rope_parameters = {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}
+    with pytest.raises(TunesmithError, match="rope scaling 'linear' of LlamaForCausalLM is not handled"):
+        write_gguf(transformers.LlamaForCausalLM(scaled), build_tokenizer(), tmp_path / "x.gguf", "f16", "x")
+
+    words = Tokenizer(models.WordLevel({"<unk>": 0, "hello": 1}, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    word_level = transformers.PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>")
+    with pytest.raises(TunesmithError, match="handles byte-level BPE tokenizers .*; this one is WordLevel"):
+        write_gguf(_tiny("qwen2"), word_level, tmp_path / "x.gguf", "f16", "x")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
     from fixtures import build_tokenizer
     from tunesmith.export.gguf_file import write_gguf
