@@ -130,16 +130,8 @@ def _add_hparams(writer: Any, config: Any, arch: Architecture, quant: str, name:
     if head_dim != config.hidden_size // heads or arch.qk_norm:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
-    writer.add_file_type(_FILE_TYPES[quant](gguf))
+    writer.add_file_type(gguf.LlamaFileType[f"MOSTLY_{quant.upper()}"])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-
-
-_FILE_TYPES = {
-    "f16": lambda g: g.LlamaFileType.MOSTLY_F16,
-    "bf16": lambda g: g.LlamaFileType.MOSTLY_BF16,
-    "q8_0": lambda g: g.LlamaFileType.MOSTLY_Q8_0,
-    "q4_0": lambda g: g.LlamaFileType.MOSTLY_Q4_0,
-}
 
 
 def _tensors(model: Any, arch: Architecture, quant: str) -> Iterator[tuple[str, np.ndarray, Any]]:
@@ -196,4 +188,4 @@ def _tensor_type(name: str, quant: str, gguf: Any) -> Any:
         # As llama-quantize does for its 4-bit types, the embedding/output layer keeps more precision: with tied
         # embeddings (SmolLM2) it is also the output layer, and 4 bits there cost most of the quality.
         return types.Q8_0
-    return {"f16": types.F16, "bf16": types.BF16, "q8_0": types.Q8_0, "q4_0": types.Q4_0}[quant]
+    return types[quant.upper()]
