@@ -263,6 +263,35 @@ def tune(
 
 
 @app.command()
+def export(
+    run_dir: RunDirArg,
+    to: Annotated[
+        str, typer.Option("--to", help="merged (safetensors), gguf (llama.cpp) or ollama (GGUF, Modelfile).")
+    ],
+    quant: Annotated[
+        str | None, typer.Option("--quant", help="GGUF tensor type: f16, bf16, q8_0 (default) or q4_0.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Folder to write (default RUN_DIR/export/<kind>[-<quant>]).")
+    ] = None,
+) -> None:
+    """Export a run's model: the adapter merged into full weights, a GGUF file, or an Ollama folder."""
+    from tunesmith.export import export_run
+
+    result = export_run(run_dir, to, quant, output)
+    for path in result.files:
+        out_console.print(f"wrote {path} ({_size(path.stat().st_size)})", markup=False)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+    if result.command:
+        out_console.print(f"next: {result.command}", markup=False)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
+
+
+@app.command()
 def models() -> None:
     """List the embedded models (they work offline)."""
     from tunesmith.models.embedded import EMBEDDED
