@@ -62,6 +62,7 @@ def train(
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k in SUMMARY_METRICS)
     out_console.print(f"completed: {result.run_dir}")
     out_console.print(f"throughput: {result.tokens_per_second:.0f} tokens/s" + (f"; {metrics}" if metrics else ""))
+    out_console.print("time: " + ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in result.timings.items()))
 
 
 @app.command()
@@ -179,15 +180,22 @@ def runs_list(
         typer.Option("--filter", help="key=value (also !=, <, >, <=, >=) on a column, metric or config key."),
     ] = None,
     runs_dir: RunsDirOpt = Path("runs"),
+    wide: Annotated[bool, typer.Option("--wide", help="Every column (model, kind, created, several metrics).")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Every field of every run, as JSON.")] = False,
 ) -> None:
     """List recorded runs (run directories not yet in the registry are added first)."""
-    from tunesmith.track.display import runs_table
+    from tunesmith.console import print_unwrapped
+    from tunesmith.review.display import rows_json, runs_table
     from tunesmith.track.registry import list_runs
 
     listing = list_runs(runs_dir, sort, filter_ or [])
     if listing.warning:
         err_console.print(f"warning: {listing.warning}", markup=False)
-    out_console.print(runs_table(listing.rows, sort))
+    if json_:
+        typer.echo(rows_json(listing.rows))
+        return
+    table = runs_table(listing.rows, sort, width=out_console.width, wide=wide)
+    print_unwrapped(table) if wide else out_console.print(table)
 
 
 @runs_app.command("show")
@@ -196,7 +204,7 @@ def runs_show(
     runs_dir: RunsDirOpt = Path("runs"),
 ) -> None:
     """Everything the registry holds about one run."""
-    from tunesmith.track.display import run_details
+    from tunesmith.review.display import run_details
     from tunesmith.track.registry import get_row
 
     out_console.print(run_details(get_row(runs_dir, run)))
@@ -210,7 +218,7 @@ def runs_compare(
     samples: Annotated[int, typer.Option("--samples", min=0, help="Sample answers shown side by side.")] = 3,
 ) -> None:
     """Config keys that differ, metrics with deltas, overlaid curves and answers side by side."""
-    from tunesmith.track.compare import compare_runs, renderables
+    from tunesmith.review.compare import compare_runs, renderables
 
     for item in renderables(compare_runs(runs, runs_dir, plot, samples)):
         out_console.print(item)
@@ -222,9 +230,9 @@ def report(
     output: Annotated[Path | None, typer.Option("--output", help="HTML file (default RUN_DIR/report.html).")] = None,
 ) -> None:
     """Write a self-contained HTML report of a run (and refresh its model card)."""
-    from tunesmith.track.report import write_report
+    from tunesmith.review.html_report import write_html_report
 
-    for path in write_report(run_dir, output):
+    for path in write_html_report(run_dir, output):
         out_console.print(f"wrote {path}")
 
 
@@ -252,6 +260,35 @@ def tune(
         out_console.print(f"{kind}: {path}")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    to: Annotated[
+        str, typer.Option("--to", help="merged (safetensors), gguf (llama.cpp) or ollama (GGUF, Modelfile).")
+    ],
+    quant: Annotated[
+        str | None, typer.Option("--quant", help="GGUF tensor type: f16, bf16, q8_0 (default) or q4_0.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Folder to write (default RUN_DIR/export/<kind>[-<quant>]).")
+    ] = None,
+) -> None:
+    """Export a run's model: the adapter merged into full weights, a GGUF file, or an Ollama folder."""
+    from tunesmith.export import export_run
+
+    result = export_run(run_dir, to, quant, output)
+    for path in result.files:
+        out_console.print(f"wrote {path} ({_size(path.stat().st_size)})", markup=False)
+    for note in result.notes:
+        err_console.print(f"note: {note}", markup=False)
+    if result.command:
+        out_console.print(f"next: {result.command}", markup=False)
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 100_000 else f"{count / 1e3:.1f} kB"
 
 
 @app.command()

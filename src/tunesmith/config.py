@@ -10,7 +10,7 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -51,7 +51,11 @@ class DataConfig(_Section):
     split_seed: int = Field(42, description="Seed of the train/eval split.")
     prompt: str | None = Field(None, description="Prompt template with {column} placeholders (causal_lm).")
     response: str | None = Field(None, description="Response template with {column} placeholders (causal_lm).")
-    system: str | None = Field(None, description="System prompt, used when the tokenizer has a chat template.")
+    system: str | None = Field(
+        None,
+        description="System prompt, used when the tokenizer has a chat template. Unset: the template's own default, "
+        "if it has one (SmolLM2's adds ~30 tokens to every row); an empty string: no system prompt at all.",
+    )
     source: str | None = Field(None, description="Input template with {column} placeholders (seq2seq).")
     target: str | None = Field(None, description="Output template with {column} placeholders (seq2seq).")
     text: str | None = Field(None, description="Text template with {column} placeholders (classification).")
@@ -158,13 +162,19 @@ class TrackConfig(_Section):
     mlflow_experiment: str | None = Field(None, description="MLflow experiment; unset: the config's name.")
 
 
-class FullMethod(_Section):
+class MethodSettings(_Section):
+    """What every method's settings share: ``name`` picks the method (and the settings class)."""
+
+    name: str
+
+
+class FullMethod(MethodSettings):
     """Update every weight."""
 
     name: Literal["full"] = "full"
 
 
-class FreezeMethod(_Section):
+class FreezeMethod(MethodSettings):
     """Train everything except the frozen parts."""
 
     name: Literal["freeze"] = "freeze"
@@ -175,7 +185,7 @@ class FreezeMethod(_Section):
     encoder: bool = Field(False, description="Encoder-decoder models: freeze the whole encoder.")
 
 
-class LoraMethod(_Section):
+class LoraMethod(MethodSettings):
     """Low-rank adapters (peft)."""
 
     name: Literal["lora"] = "lora"
@@ -195,7 +205,7 @@ class DoraMethod(LoraMethod):
     name: Literal["dora"] = "dora"  # type: ignore[assignment]
 
 
-class IA3Method(_Section):
+class IA3Method(MethodSettings):
     """(IA)^3: learned rescaling vectors (peft)."""
 
     name: Literal["ia3"] = "ia3"
@@ -203,7 +213,7 @@ class IA3Method(_Section):
     feedforward_modules: list[str] | None = Field(None, description="Which of them are feed-forward.")
 
 
-class PromptTuningMethod(_Section):
+class PromptTuningMethod(MethodSettings):
     """Learned soft prompt tokens (peft)."""
 
     name: Literal["prompt_tuning"] = "prompt_tuning"
@@ -211,27 +221,32 @@ class PromptTuningMethod(_Section):
     init_text: str | None = Field(None, description="Initialise the soft prompt from this text.")
 
 
-class PrefixTuningMethod(_Section):
+class PrefixTuningMethod(MethodSettings):
     """Learned key/value prefixes in every layer (peft)."""
 
     name: Literal["prefix_tuning"] = "prefix_tuning"
     num_virtual_tokens: int = Field(20, ge=1, description="Prefix length.")
 
 
-METHOD_CONFIGS: dict[str, type[_Section]] = {
-    "full": FullMethod,
-    "freeze": FreezeMethod,
-    "lora": LoraMethod,
-    "dora": DoraMethod,
-    "ia3": IA3Method,
-    "prompt_tuning": PromptTuningMethod,
-    "prefix_tuning": PrefixTuningMethod,
+# The one list of method settings; the union below and `tunesmith.methods` (which registers an implementation
+# against each class) both read it, and a test checks that every class here has exactly one implementation.
+METHOD_CONFIG_CLASSES: tuple[type[MethodSettings], ...] = (
+    FullMethod,
+    FreezeMethod,
+    LoraMethod,
+    DoraMethod,
+    IA3Method,
+    PromptTuningMethod,
+    PrefixTuningMethod,
+)
+METHOD_CONFIGS: dict[str, type[MethodSettings]] = {
+    cls.model_fields["name"].default: cls for cls in METHOD_CONFIG_CLASSES
 }
 
-MethodConfig = Annotated[
-    FullMethod | FreezeMethod | LoraMethod | DoraMethod | IA3Method | PromptTuningMethod | PrefixTuningMethod,
-    Field(discriminator="name"),
-]
+if TYPE_CHECKING:
+    MethodConfig = MethodSettings  # the static view: what every method's settings share
+else:
+    MethodConfig = Annotated[Union[METHOD_CONFIG_CLASSES], Field(discriminator="name")]  # noqa: UP007
 
 
 class TuneResources(_Section):

@@ -92,11 +92,19 @@ class Lengths:
     max_length: int
     truncated: int
     dropped_truncated: int
+    total: int = 0  # tokens over every row
+    template_tokens: int = 0  # fixed template text per row (markup and system prompt)
+    default_system_tokens: int = 0  # of which a system prompt the template adds on its own
 
     @property
     def truncated_share(self) -> float:
         """Share of rows longer than max_length."""
         return self.truncated / self.rows if self.rows else 0.0
+
+    @property
+    def template_share(self) -> float:
+        """Share of all tokens that are the template's fixed text rather than the data."""
+        return self.template_tokens * self.rows / self.total if self.total else 0.0
 
 
 @dataclass
@@ -155,6 +163,7 @@ class Diagnosis:
         document["blocking"] = self.blocking
         if self.lengths is not None:
             document["lengths"]["truncated_share"] = round(self.lengths.truncated_share, 4)
+            document["lengths"]["template_share"] = round(self.lengths.template_share, 4)
         return document
 
 
@@ -395,6 +404,10 @@ def statistics_lines(report: Diagnosis) -> list[str]:
             f"tokens per row: min {n.min}, median {n.median:g}, p95 {n.p95}, max {n.max}; "
             f"{n.truncated} of {n.rows} ({100 * n.truncated_share:.1f}%) over max_length={n.max_length}"
         )
+        if n.template_tokens:
+            lines.append(
+                f"template text: {n.template_tokens} tokens per row ({100 * n.template_share:.0f}% of all tokens)"
+            )
     lines.append(
         f"duplicates: {len(report.exact_duplicates)} exact groups, {len(report.near_duplicates)} near groups; "
         f"train/eval overlap: {len(report.leaked)}"
@@ -559,8 +572,11 @@ def _check_lengths(report: Diagnosis, run_cfg: RunConfig, pairs: list[Pair], tok
         max_length=cfg.max_length,
         truncated=stats.truncated,
         dropped_truncated=stats.dropped_truncated,
+        total=sum(ordered),
     )
     n = report.lengths
+    if run_cfg.task == "causal_lm":
+        _check_template(report, n, cfg, tokenizer)
     if n.truncated == n.rows:
         report.add("blocking", "all-truncated", f"every row is longer than data.max_length={cfg.max_length} tokens")
     elif n.truncated:
@@ -574,6 +590,22 @@ def _check_lengths(report: Diagnosis, run_cfg: RunConfig, pairs: list[Pair], tok
     if 0 < n.dropped_truncated < n.rows:
         report.add(
             "warning", "dropped-truncated", f"{n.dropped_truncated} rows lose every response token and are dropped"
+        )
+
+
+def _check_template(report: Diagnosis, lengths: Lengths, cfg: DataConfig, tokenizer: Any) -> None:
+    from tunesmith.data.tokenize import template_overhead
+
+    overhead = template_overhead(tokenizer, cfg)
+    lengths.template_tokens, lengths.default_system_tokens = overhead.fixed, overhead.default_system
+    if overhead.default_system:
+        share = overhead.default_system * lengths.rows / lengths.total if lengths.total else 0.0
+        report.add(
+            "info",
+            "default-system-prompt",
+            f"the chat template adds its own system prompt to every row: {overhead.default_system} tokens, "
+            f"{100 * share:.0f}% of all tokens, in training and at inference alike; data.system sets yours "
+            "(shorter is cheaper) and data.system: '' leaves it out",
         )
 
 

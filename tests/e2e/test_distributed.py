@@ -26,15 +26,20 @@ def logged(run: Path, key: str) -> list[float]:
     return [r[key] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if key in r]
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tunesmith, tmp_path: Path, tiny_llama: Path):  # type: ignore[no-untyped-def]
+def test_two_processes_match_one_and_only_rank_0_writes(tunesmith, tmp_path: Path, tiny_llama: Path):  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
     # 12 eval rows in batches of 5: two processes get 2 x 5 rows, then Accelerate fills the last round (2 rows)
     # with 8 repeated ones (even_batches). eval_loss must count each row once, per target token.
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    track = {"tensorboard": True, "mlflow": True, "mlflow_tracking_uri": store}
     table = write_ads_csv(tmp_path / "ads.csv", repeat=6)
-    config = write_config(tmp_path / "c.yaml", tiny_llama, table, train=STEPS, eval={"batch_size": 5})
+    config = write_config(tmp_path / "c.yaml", tiny_llama, table, train=STEPS, eval={"batch_size": 5}, track=track)
     two = tunesmith("train", str(config), "--nproc", "2", "--output-dir", "two")
     assert two.returncode == 0, two.stderr
     assert "4 per device x 2 processes x 1 accumulation = 8 rows per optimizer step" in two.stderr
-    one = tunesmith("train", str(config), "--set", "train.batch_size=8", "--output-dir", "one")
+    untracked = ["--set", "track.mlflow=false", "--set", "track.tensorboard=false"]
+    one = tunesmith("train", str(config), "--set", "train.batch_size=8", *untracked, "--output-dir", "one")
     assert one.returncode == 0, one.stderr
 
     (run_two,), (run_one,) = [[p for p in (tmp_path / d).iterdir() if p.is_dir()] for d in ("two", "one")]
@@ -49,28 +54,18 @@ def test_two_processes_match_one_with_the_same_global_batch(tunesmith, tmp_path:
     assert logged(run_two, "eval_loss") == pytest.approx(logged(run_one, "eval_loss"), rel=1e-5)
     assert len(logged(run_two, "eval_loss")) >= 2, "evaluated during training and at the end"
     assert len(losses(run_two)) == 6, "only rank 0 logs"
-    assert sorted(p.name for p in run_two.iterdir()) == ["config.yaml", "metrics.jsonl", "model", "run.json"]
+    files = ["config.yaml", "metrics.jsonl", "model", "run.json", "tensorboard"]
+    assert sorted(p.name for p in run_two.iterdir()) == files
     assert json.loads((run_two / "run.json").read_text())["batch"]["processes"] == 2
 
-
-def test_only_rank_0_reports_to_the_trackers(tunesmith, tmp_path: Path, tiny_llama: Path):  # type: ignore[no-untyped-def]
-    from mlflow import MlflowClient
-
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    track = {"tensorboard": True, "mlflow": True, "mlflow_tracking_uri": store}
-    table = write_ads_csv(tmp_path / "ads.csv", repeat=6)
-    config = write_config(tmp_path / "c.yaml", tiny_llama, table, train=STEPS, track=track)
-    two = tunesmith("train", str(config), "--nproc", "2", "--output-dir", "two")
-    assert two.returncode == 0, two.stderr
-
-    (run,) = [p for p in (tmp_path / "two").iterdir() if p.is_dir()]
-    writers = {p.name.split(".")[-2] for p in (run / "tensorboard").glob("events.out.tfevents.*")}
+    # The trackers hear from rank 0 alone.
+    writers = {p.name.split(".")[-2] for p in (run_two / "tensorboard").glob("events.out.tfevents.*")}
     assert len(writers) == 1, "event files from one process (their names end in <pid>.<n>)"
     client = MlflowClient(store)
     experiment = client.get_experiment_by_name("tiny")
     assert experiment is not None
     (mlflow_run,) = client.search_runs([experiment.experiment_id])
-    assert mlflow_run.info.run_name == run.name and mlflow_run.info.status == "FINISHED"
+    assert mlflow_run.info.run_name == run_two.name and mlflow_run.info.status == "FINISHED"
     assert len(client.get_metric_history(mlflow_run.info.run_id, "loss")) == 6, "one value per step, from rank 0"
 
 

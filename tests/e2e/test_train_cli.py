@@ -43,6 +43,10 @@ def test_train_writes_a_complete_run_and_generate_uses_it(tunesmith, tmp_path: P
     assert not (run / "checkpoints").exists()
     assert (run / "model" / "README.md").read_text().startswith("---")  # the model card
     assert (tmp_path / "runs" / "index.db").is_file()  # the run registry
+    phases = record["timings"]
+    assert set(phases) == {"startup", "data", "model", "train", "evaluation", "save", "registry"}
+    assert all(seconds >= 0 for seconds in phases.values()) and phases["startup"] > 0 and phases["train"] > 0
+    assert "time: startup" in done.stdout
 
     answered = tunesmith("generate", str(run), "--prompt", "Write an ad for tea aimed at students.", "--compare-base")
     assert answered.returncode == 0, answered.stderr

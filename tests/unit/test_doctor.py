@@ -133,3 +133,40 @@ def test_enabled_trackers_are_named_and_a_missing_package_blocks(
     report = diagnose(load_config(config), timing=False)
     assert report.blocking
     assert report.ranked()[0].message.startswith("training would stop: track.mlflow: mlflow is not installed")
+
+
+DEFAULT_SYSTEM_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant who always "
+    "answers politely and at length.<|im_end|>\n' }}{% endif %}"
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_the_share_of_template_text_and_a_default_system_prompt_are_shown(tmp_path: Path, tiny_llama: Path) -> None:
+    import shutil
+
+    model = Path(shutil.copytree(tiny_llama, tmp_path / "model"))
+    settings = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "chat_template.jinja").unlink(missing_ok=True)
+    settings["chat_template"] = DEFAULT_SYSTEM_TEMPLATE
+    (model / "tokenizer_config.json").write_text(json.dumps(settings))
+    table = write_rows(tmp_path / "ads.csv", ADS)
+    config = write_config(tmp_path / "c.yaml", model, table)
+
+    report = diagnose(load_config(config), timing=False)
+    assert report.lengths is not None and report.lengths.default_system_tokens > 5
+    default = next(p for p in report.problems if p.code == "default-system-prompt")
+    assert f"{report.lengths.default_system_tokens} tokens" in default.message and "data.system" in default.message
+    assert 0 < report.lengths.template_share < 1
+    assert any(line.startswith("template text: ") for line in _statistics(report))
+
+    without = diagnose(load_config(config, ["data.system=''"]), timing=False)
+    assert without.lengths is not None and "default-system-prompt" not in codes(without)
+    assert without.lengths.template_tokens == report.lengths.template_tokens - report.lengths.default_system_tokens
+
+
+def _statistics(report) -> list[str]:  # type: ignore[no-untyped-def]
+    from tunesmith.doctor import statistics_lines
+
+    return statistics_lines(report)

@@ -20,27 +20,52 @@ def make_collator(
     transformers turns restarting positions into a block-diagonal attention mask, so no row sees another,
     and the first label of each row is masked so no loss crosses a boundary. No compute goes to padding.
     """
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, DataCollatorWithPadding
+    from transformers import DataCollatorWithFlattening
 
-    if task == "classification":
-        tokenizer.padding_side = "right"
-        return DataCollatorWithPadding(tokenizer)
-    if task == "seq2seq":
-        # Passing the model lets the collator build decoder_input_ids from the labels.
-        return DataCollatorForSeq2Seq(tokenizer, model=model, padding="longest", label_pad_token_id=IGNORE_INDEX)
-    if packing:
+    if packing and task == "causal_lm":
         flatten = DataCollatorWithFlattening(
             return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True
         )
         return ResponseOnlyPacking(flatten)
-    tokenizer.padding_side = "right"
-    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX)
+    # Passing a seq2seq model lets the collator build decoder_input_ids from the labels.
+    return RightPadding(tokenizer, model if task == "seq2seq" else None)
 
 
 def supports_packing(model: Any) -> bool:
     """Whether the model builds its attention mask from packed position ids (transformers' masking utils)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return bool(getattr(base, "_supports_attention_backend", False)) and not base.config.is_encoder_decoder
+
+
+class RightPadding:
+    """Pads each batch to its longest row on the right, labels with IGNORE_INDEX.
+
+    The side is passed on every call rather than read from the tokenizer: generation shares the tokenizer and
+    pads on the left, and a collator that followed ``tokenizer.padding_side`` would change with it.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, seq2seq_model: Any = None) -> None:
+        self.tokenizer = tokenizer
+        self.seq2seq_model = seq2seq_model
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        """A BatchEncoding (``.to(device)`` moves it whole) of right-padded inputs and labels."""
+        import torch
+
+        labels = [f["labels"] for f in features] if "labels" in features[0] else None
+        inputs = [{k: v for k, v in f.items() if k != "labels"} for f in features]
+        batch = self.tokenizer.pad(inputs, padding="longest", padding_side="right", return_tensors="pt")
+        if labels is None:
+            return batch
+        if isinstance(labels[0], list):  # token labels (causal LM, seq2seq); class ids are plain ints
+            width = max(len(row) for row in labels)
+            labels = [row + [IGNORE_INDEX] * (width - len(row)) for row in labels]
+        batch["labels"] = torch.tensor(labels, dtype=torch.long)
+        if self.seq2seq_model is not None:
+            batch["decoder_input_ids"] = self.seq2seq_model.prepare_decoder_input_ids_from_labels(
+                labels=batch["labels"]
+            )
+        return batch
 
 
 class ResponseOnlyPacking:

@@ -83,8 +83,32 @@ def _join(head: list[int], tail: list[int], cfg: DataConfig, stats: TokenizeStat
     return {"input_ids": input_ids, "labels": labels}
 
 
+@dataclass(frozen=True)
+class TemplateOverhead:
+    """Tokens every row spends on fixed text: the chat template's markup and its system prompt."""
+
+    fixed: int  # tokens of a row whose prompt and response are empty
+    default_system: int  # of those, a system prompt the template adds by itself when data.system is unset
+
+
+def template_overhead(tokenizer: PreTrainedTokenizerBase, cfg: DataConfig) -> TemplateOverhead:
+    """What the template adds to every row, counted on an empty prompt and response."""
+
+    def count(settings: DataConfig) -> int:
+        text = prompt_text(tokenizer, settings, "") + response_text(tokenizer, settings, "", "")
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    fixed = count(cfg)
+    if cfg.system is not None or not uses_chat_template(tokenizer, cfg):
+        return TemplateOverhead(fixed, 0)
+    # An explicit empty system message leaves only the markup: the difference is the template's own prompt.
+    markup = count(cfg.model_copy(update={"system": ""}))
+    return TemplateOverhead(fixed, max(fixed - markup, 0))
+
+
 def _messages(cfg: DataConfig, prompt: str) -> list[dict[str, str]]:
-    system = [{"role": "system", "content": cfg.system}] if cfg.system else []
+    # An empty data.system is a system turn too: it keeps a template from adding its own default prompt.
+    system = [{"role": "system", "content": cfg.system}] if cfg.system is not None else []
     return [*system, {"role": "user", "content": prompt}]
 
 

@@ -17,7 +17,8 @@ from tunesmith.data.render import Pair
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.label_metrics import label_scores
 from tunesmith.evaluate.references import EvalExample
-from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.evaluate.report import EvalReport, write_eval_outputs
+from tunesmith.metric_specs import task_metrics
 from tunesmith.models.precision import autocast
 from tunesmith.models.run_model import LoadedRun, load_run_model
 from tunesmith.rundir import atomic_write, read_run
@@ -37,13 +38,13 @@ def predict_texts(run: LoadedRun, texts: list[str], batch_size: int | None = Non
 
     batch_size = batch_size or run.config.eval.batch_size
     id2label = run.model.config.id2label
-    run.tokenizer.padding_side = "right"
     predictions: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
         batch = run.tokenizer(
             texts[start : start + batch_size],
             return_tensors="pt",
             padding=True,
+            padding_side="right",
             truncation=True,
             max_length=run.config.data.max_length,
         )
@@ -103,7 +104,7 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         run_dir=run_dir,
         data={"rows": len(pairs), "source": str(data) if data else "eval_split"},
         decoding={"baseline": f"majority class {majority!r}"},
-        metric_names=["accuracy", "macro_f1"],
+        metric_names=task_metrics("classification"),
         examples=[EvalExample(p.prompt, (p.response,)) for p in pairs],
         tuned=label_scores(predicted, gold),
         tuned_outputs=predicted,
@@ -111,7 +112,7 @@ def evaluate_classification(run_dir: Path, data: Path | None, limit: int | None)
         base_outputs=[majority] * len(gold),
         extra=extra,
     )
-    write_report(report)
+    write_eval_outputs(report)
     from tunesmith.track.registry import record_run
 
     record_run(run_dir)

@@ -46,15 +46,22 @@ def generate(
     # separate decoder sequence; decoder-only models continue the rendered prompt, so we cut the prompt off.
     encoder_decoder = config.task == "seq2seq"
     texts = prompts if encoder_decoder else [prompt_text(tokenizer, config.data, p) for p in prompts]
-    tokenizer.padding_side = "left"
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
+        # Left padding, passed per call: the tokenizer is shared with training's collators (right padding).
         batch = tokenizer(
-            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=encoder_decoder
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=encoder_decoder,
         )
         torch.manual_seed(decoding.seed)
         with torch.inference_mode(), autocast(precision):
-            generated = model.generate(**batch, **_generate_kwargs(tokenizer, decoding))
+            # Only what every generating model reads: BERT-style tokenizers add token_type_ids, which
+            # encoder-decoder and decoder-only models refuse.
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            generated = model.generate(**inputs, **_generate_kwargs(tokenizer, decoding))
         new_tokens = generated if encoder_decoder else generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs

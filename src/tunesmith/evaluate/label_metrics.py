@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith.evaluate.metrics import build_metrics, register
+from tunesmith.metric_specs import task_metrics
 
 
 class _LabelPairs:
@@ -81,7 +82,7 @@ class MacroF1:
 def label_scores(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
     """Accuracy and macro-F1 of predicted against gold labels in one call."""
     scores: dict[str, float] = {}
-    for metric in build_metrics(["accuracy", "macro_f1"]).values():
+    for metric in build_metrics(task_metrics("classification")).values():
         metric.update(predicted, gold)
         scores.update(metric.compute())
     return scores

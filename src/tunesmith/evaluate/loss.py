@@ -62,9 +62,21 @@ def row_losses(logits: Any, labels: Any, shift: bool) -> tuple[Any, Any]:
 
 
 def teacher_forced_loss(
-    model: Any, tokenizer: Any, examples: list[dict[str, list[int]]], batch_size: int, precision: str
+    model: Any,
+    tokenizer: Any,
+    examples: list[dict[str, list[int]]],
+    batch_size: int,
+    precision: str,
+    packing: bool = False,
 ) -> LossTotals:
-    """Loss of ``model`` on tokenised (prompt + reference) rows, masked as in training (response tokens only)."""
+    """Loss of ``model`` on tokenised (prompt + reference) rows, masked as in training (response tokens only).
+
+    ``packing`` (decoder-only models that take packed position ids, as in training): rows are scored as packed
+    sequences with logits only where a target is read, so padding and prompt positions cost no vocabulary
+    projection; the sums are the same as row by row.
+    """
+    if packing:
+        return _packed_loss(model, tokenizer, examples, batch_size, precision)
     import torch
 
     from tunesmith.data.collate import make_collator
@@ -81,4 +93,32 @@ def teacher_forced_loss(
             logits = model(**batch).logits  # labels stay in: T5 builds its decoder inputs from them
         nll, tokens = row_losses(logits, batch["labels"], shift=not encoder_decoder)
         totals.add(float(nll.sum()), int(tokens.sum()))
+    return totals
+
+
+# Rows per packed sequence: attention runs per row (models/attention.py), so a pack costs what its rows cost;
+# larger packs only amortise the per-call overhead of the other layers.
+ROWS_PER_PACK = 32
+
+
+def _packed_loss(
+    model: Any, tokenizer: Any, examples: list[dict[str, list[int]]], batch_size: int, precision: str
+) -> LossTotals:
+    import torch
+
+    from tunesmith.data.collate import make_collator
+    from tunesmith.models.attention import use_varlen_attention
+    from tunesmith.models.precision import autocast
+
+    use_varlen_attention(model)  # plain sdpa when there are no row boundaries, so generation is unchanged
+    collate = make_collator(tokenizer, packing=True)
+    totals = LossTotals()
+    rows = max(batch_size, ROWS_PER_PACK)
+    for start in range(0, len(examples), rows):
+        batch = collate(examples[start : start + rows])
+        targets = batch.pop("labels")[:, 1:]  # past the collator's leading ignored slot: one per kept logit
+        inputs = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in batch.items()}
+        with torch.inference_mode(), autocast(precision):
+            logits = model(**inputs, use_cache=False).logits
+        totals.add(float(token_losses(logits, targets).sum()), int((targets != IGNORE_INDEX).sum()))
     return totals

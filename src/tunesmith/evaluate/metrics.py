@@ -1,8 +1,9 @@
 """The metric registry: metrics are fed batch by batch and each task picks its defaults.
 
 A metric keeps only sufficient statistics (n-gram counts, score sums, label-pair counts), never the rows
-themselves, so its memory does not grow with the eval set. Adding a metric is one class with
-``@register("name")`` in a module that ``_register_builtins`` imports.
+themselves, so its memory does not grow with the eval set. Adding a metric is its facts in
+``tunesmith.metric_specs`` and one class with ``@register("name")`` in a module the package imports
+(``tunesmith/evaluate/__init__.py``), so the registry is complete as soon as ``tunesmith.evaluate`` is.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from tunesmith.config import Task
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import METRIC_SPECS
 
 
 class Metric(Protocol):
@@ -38,12 +39,6 @@ MetricFactory = Callable[[], Metric]
 
 METRICS: dict[str, MetricFactory] = {}
 
-TASK_METRICS: dict[Task, tuple[str, ...]] = {
-    "causal_lm": ("bleu", "chrf", "rouge", "exact_match"),
-    "seq2seq": ("bleu", "chrf", "rouge", "exact_match"),
-    "classification": ("accuracy", "macro_f1"),
-}
-
 
 def register(name: str) -> Callable[[MetricFactory], MetricFactory]:
     """Class decorator: make a metric available under ``name``."""
@@ -51,6 +46,8 @@ def register(name: str) -> Callable[[MetricFactory], MetricFactory]:
     def decorate(factory: MetricFactory) -> MetricFactory:
         if name in METRICS:
             raise ValueError(f"metric {name!r} is registered twice")
+        if name not in METRIC_SPECS:
+            raise ValueError(f"metric {name!r} has no MetricSpec in tunesmith.metric_specs")
         METRICS[name] = factory
         return factory
 
@@ -59,24 +56,12 @@ def register(name: str) -> Callable[[MetricFactory], MetricFactory]:
 
 def available_metrics() -> list[str]:
     """Every registered metric name."""
-    _register_builtins()
     return sorted(METRICS)
-
-
-def default_metrics(task: Task) -> tuple[str, ...]:
-    """The metrics a task reports when the config names none."""
-    return TASK_METRICS[task]
 
 
 def build_metrics(names: Sequence[str], key: str = "eval.metrics") -> dict[str, Metric]:
     """Fresh metric instances by name; an unknown name is a TunesmithError that names ``key``."""
-    _register_builtins()
     unknown = [name for name in names if name not in METRICS]
     if unknown:
         raise TunesmithError(f"{key}: unknown metric {unknown[0]!r}", hint=f"choose from {', '.join(sorted(METRICS))}")
     return {name: METRICS[name]() for name in names}
-
-
-def _register_builtins() -> None:
-    # The built-in modules register themselves on import; importing here (not at the top) avoids a cycle.
-    from tunesmith.evaluate import label_metrics, text_metrics  # noqa: F401

@@ -8,13 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.evaluate.references import EvalExample
+from tunesmith.metric_specs import lower_is_better
 from tunesmith.rundir import atomic_write, now_iso
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-# Lower is better for these; every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
 
 
 @dataclass
@@ -67,7 +65,7 @@ def samples_jsonl(report: EvalReport) -> str:
     return "".join(lines)
 
 
-def write_report(report: EvalReport) -> None:
+def write_eval_outputs(report: EvalReport) -> None:
     """Write samples.jsonl, then eval.json (last, so an eval.json always has its samples beside it)."""
     atomic_write(report.run_dir / "samples.jsonl", samples_jsonl(report))
     atomic_write(report.run_dir / "eval.json", eval_json(report))
@@ -86,7 +84,7 @@ def metrics_table(report: EvalReport) -> Table:
     if delta is not None:
         table.add_column("delta", justify="right")
     for key, value in report.tuned.items():
-        arrow = "↓" if key in LOWER_IS_BETTER else "↑"
+        arrow = "↓" if lower_is_better(key) else "↑"
         base_cell = [_number(report.base.get(key))] if report.base is not None else []
         delta_cell = [_signed(delta.get(key))] if delta is not None else []
         table.add_row(f"{key} {arrow}", *base_cell, _number(value), *delta_cell)

@@ -16,11 +16,12 @@ from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, generate
 from tunesmith.evaluate.loss import teacher_forced_loss
-from tunesmith.evaluate.metrics import build_metrics, default_metrics
+from tunesmith.evaluate.metrics import build_metrics
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
-from tunesmith.evaluate.report import EvalReport, write_report
+from tunesmith.evaluate.report import EvalReport, write_eval_outputs
+from tunesmith.metric_specs import default_metrics
 from tunesmith.models.run_model import LoadedRun, base_model_view, load_run_model
-from tunesmith.rundir import read_run
+from tunesmith.rundir import Stopwatch, read_run
 from tunesmith.track.registry import record_run
 
 
@@ -46,19 +47,22 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     source = read_source(config, data)
     if source.tables is not None and source.tables.sha256 != record.data.get("data", {}).get("sha256"):
         say("note: the run's data files changed since training; its eval split may not be the one it held out")
-    run = load_run_model(run_dir)
-    eval_set = build_eval_set(source, config, run.tokenizer, limit)
+    watch = Stopwatch()
+    with watch.measure("load"):
+        run = load_run_model(run_dir)
+        eval_set = build_eval_set(source, config, run.tokenizer, limit)
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens)
     say(f"eval: {eval_set.description['inputs']} inputs, {eval_set.description['pairs']} references")
-    tuned = score_model(run.model, run, eval_set, names, decoding)
     baseline = None
-    if base:
+    if base:  # first, while the adapter is still separate from the base weights
         with base_model_view(run) as base_model:
-            baseline = score_model(base_model, run, eval_set, names, decoding)
+            baseline = score_model(base_model, run, eval_set, names, decoding, watch, "base")
+    tuned = score_model(inference_model(run), run, eval_set, names, decoding, watch, "tuned")
+    say("eval time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in watch.timings.items()))
     report = EvalReport(
         run_dir=run_dir,
         data=eval_set.description,
-        decoding=decoding.as_dict() | {"batch_size": config.eval.batch_size},
+        decoding=decoding.as_dict() | {"batch_size": config.eval.batch_size, "timings": watch.timings},
         metric_names=names,
         examples=eval_set.examples,
         tuned=tuned.metrics,
@@ -66,7 +70,7 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
         base=baseline.metrics if baseline else None,
         base_outputs=baseline.outputs if baseline else None,
     )
-    write_report(report)
+    write_eval_outputs(report)
     record_run(run_dir)  # eval metrics join the run's row in the registry
     return report
 
@@ -78,8 +82,17 @@ def metric_names(config: RunConfig) -> list[str]:
     return names
 
 
-def score_model(model: Any, run: LoadedRun, eval_set: EvalSet, names: list[str], decoding: Decoding) -> ModelScores:
+def score_model(
+    model: Any,
+    run: LoadedRun,
+    eval_set: EvalSet,
+    names: list[str],
+    decoding: Decoding,
+    watch: Stopwatch | None = None,
+    label: str = "tuned",
+) -> ModelScores:
     """Generate an answer per input batch by batch, feeding each batch to the metrics, then the eval loss."""
+    watch = watch or Stopwatch()
     metrics = build_metrics(names)
     batch_size = run.config.eval.batch_size
     examples = eval_set.examples
@@ -89,11 +102,39 @@ def score_model(model: Any, run: LoadedRun, eval_set: EvalSet, names: list[str],
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         prompts = [examples[i].prompt for i in rows]
-        answers = generate(model, run.tokenizer, run.config, prompts, decoding, batch_size, run.precision)
-        for metric in metrics.values():
-            metric.update(answers, [examples[i].references for i in rows])
+        with watch.measure(f"{label} generation"):
+            answers = generate(model, run.tokenizer, run.config, prompts, decoding, batch_size, run.precision)
+        with watch.measure(f"{label} metrics"):
+            for metric in metrics.values():
+                metric.update(answers, [examples[i].references for i in rows])
         for i, text in zip(rows, answers, strict=True):
             outputs[i] = text
-    loss = teacher_forced_loss(model, run.tokenizer, eval_set.tokenized, batch_size, run.precision)
+    with watch.measure(f"{label} loss"):
+        loss = teacher_forced_loss(
+            model, run.tokenizer, eval_set.tokenized, batch_size, run.precision, packs_rows(run, model)
+        )
     scores = {key: value for metric in metrics.values() for key, value in metric.compute().items()}
     return ModelScores(scores | loss.compute(), outputs)
+
+
+def packs_rows(run: LoadedRun, model: Any) -> bool:
+    """Whether the teacher-forced loss can score packed rows: a decoder-only model and a method that packs."""
+    from tunesmith.data.collate import supports_packing
+    from tunesmith.methods import get_method
+
+    return run.config.task == "causal_lm" and get_method(run.config.method.name).packing and supports_packing(model)
+
+
+def inference_model(run: LoadedRun) -> Any:
+    """The tuned model for scoring: a LoRA-family adapter folded into the base weights, in memory.
+
+    Each adapted layer then runs one matmul instead of three per token. The run's files are untouched, and
+    the base must already have been scored: folding changes the weights ``base_model_view`` would switch back to.
+    """
+    if run.adapter and run.config.method.name in MERGEABLE_METHODS:
+        run.model.merge_adapter()
+    return run.model
+
+
+# peft folds these into the base weights exactly (up to float rounding); soft prompts have nothing to fold.
+MERGEABLE_METHODS = ("lora", "dora", "ia3")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunesmith.config import IA3Method, LoraMethod, PrefixTuningMethod, PromptTuningMethod, Task
+from tunesmith.config import DoraMethod, IA3Method, LoraMethod, PrefixTuningMethod, PromptTuningMethod, Task
 from tunesmith.errors import TunesmithError
-from tunesmith.methods.registry import register
+from tunesmith.methods.registry import ModelSizes, register
 
 
 def _task_type(task: Task) -> Any:
@@ -24,17 +24,26 @@ def _wrap(model: Any, peft_config: Any) -> Any:
         raise TunesmithError(f"method: peft cannot apply {peft_config.peft_type.value}: {err}") from err
 
 
-@register("lora", adapter=True)
+@register(LoraMethod, adapter=True, trainable=lambda settings, sizes: lora_trainable(settings, sizes))
 def apply_lora(model: Any, cfg: LoraMethod, task: Task) -> Any:
     """Low-rank adapters on the target modules (classification heads stay fully trainable)."""
 
     return _wrap(model, _lora_config(cfg, task, use_dora=False))
 
 
-@register("dora", adapter=True)
+@register(DoraMethod, adapter=True, trainable=lambda settings, sizes: lora_trainable(settings, sizes))
 def apply_dora(model: Any, cfg: LoraMethod, task: Task) -> Any:
     """LoRA with weight decomposition (magnitude and direction trained apart)."""
     return _wrap(model, _lora_config(cfg, task, use_dora=True))
+
+
+def lora_trainable(settings: LoraMethod, sizes: ModelSizes) -> int:
+    """Rank-r A and B matrices on every targeted linear module of every block."""
+    shapes = sizes.linear_shapes()
+    targets = settings.target_modules
+    if targets != "all-linear" and any(t in shapes for t in targets):
+        shapes = {name: shape for name, shape in shapes.items() if name in targets}
+    return sizes.layers * sum(settings.r * (i + o) for i, o in shapes.values())
 
 
 def _lora_config(cfg: LoraMethod, task: Task, use_dora: bool) -> Any:
@@ -50,7 +59,7 @@ def _lora_config(cfg: LoraMethod, task: Task, use_dora: bool) -> Any:
     )
 
 
-@register("ia3", adapter=True)
+@register(IA3Method, adapter=True)
 def apply_ia3(model: Any, cfg: IA3Method, task: Task) -> Any:
     """(IA)^3 scaling vectors."""
     from peft import IA3Config
@@ -65,7 +74,7 @@ def apply_ia3(model: Any, cfg: IA3Method, task: Task) -> Any:
     )
 
 
-@register("prompt_tuning", packing=False, adapter=True)
+@register(PromptTuningMethod, packing=False, adapter=True)
 def apply_prompt_tuning(model: Any, cfg: PromptTuningMethod, task: Task) -> Any:
     """A learned soft prompt prepended to every row."""
     from peft import PromptTuningConfig, PromptTuningInit
@@ -84,7 +93,7 @@ def apply_prompt_tuning(model: Any, cfg: PromptTuningMethod, task: Task) -> Any:
     )
 
 
-@register("prefix_tuning", packing=False, adapter=True)
+@register(PrefixTuningMethod, packing=False, adapter=True)
 def apply_prefix_tuning(model: Any, cfg: PrefixTuningMethod, task: Task) -> Any:
     """Learned key/value prefixes in every attention layer."""
     from peft import PrefixTuningConfig

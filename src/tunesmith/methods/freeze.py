@@ -7,13 +7,13 @@ from typing import Any
 
 from tunesmith.config import FreezeMethod, Task
 from tunesmith.errors import TunesmithError
-from tunesmith.methods.registry import register
+from tunesmith.methods.registry import ModelSizes, register
 
 # Matches the block index in parameter names: model.layers.3., encoder.block.0., transformer.h.11., layer.2.
 _BLOCK_INDEX = re.compile(r"(?:^|\.)(?:layers|layer|h|block|blocks)\.(\d+)\.")
 
 
-@register("freeze")
+@register(FreezeMethod, trainable=lambda settings, sizes: freeze_trainable(settings, sizes))
 def apply_freeze(model: Any, cfg: FreezeMethod, task: Task) -> Any:
     """Freeze what the config names; fail when that leaves nothing to train."""
     pattern = _compile(cfg.regex)
@@ -59,3 +59,12 @@ def _encoder_parameters(model: Any) -> set[int]:
             "method.encoder: this model has no separate encoder", hint="use it with task: seq2seq models"
         )
     return {id(p) for p in model.get_encoder().parameters()}
+
+
+def freeze_trainable(settings: FreezeMethod, sizes: ModelSizes) -> int:
+    """Parameters left trainable: all but the frozen blocks and, when frozen, the embeddings."""
+    total = sizes.parameters()
+    embeddings = sizes.vocab * sizes.hidden
+    per_layer = (total - embeddings * (1 if sizes.tied else 2)) // max(sizes.layers, 1)
+    frozen = min(settings.layers, sizes.layers) * per_layer
+    return max(total - frozen - (embeddings if settings.embeddings else 0), 0)

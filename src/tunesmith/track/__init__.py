@@ -1,1 +1,1 @@
-"""Tracking runs after the fact: the SQLite registry, comparison, the HTML report and the model card."""
+"""What training records while it runs: the run registry (runs/index.db), trackers, the model card."""

@@ -8,7 +8,7 @@ import yaml
 
 from tunesmith.rundir import atomic_write
 from tunesmith.track.runview import RunView, load_run
-from tunesmith.track.summary import data_rows, metric_rows, overview
+from tunesmith.track.summary import data_rows, metric_table, overview
 
 # Hub ids of the embedded models, so the card links the real base model.
 EMBEDDED_HUB_IDS = {
@@ -30,25 +30,28 @@ def write_model_card(run_dir: Path) -> Path:
     return path
 
 
-def model_card(view: RunView) -> str:
-    """The card's text: front matter (base_model, library_name, tags, license) then the run's facts."""
+def model_card(view: RunView, merged: bool = False) -> str:
+    """The card's text: front matter (base_model, library_name, tags, license) then the run's facts.
+
+    ``merged``: the card of an adapter folded into full weights (``tunesmith export --to merged``).
+    """
     from huggingface_hub import ModelCardData
 
-    adapter = (view.run_dir / "model" / "adapter_config.json").is_file()
+    adapter = not merged and (view.run_dir / "model" / "adapter_config.json").is_file()
     base = _base_model(view)
     method = (view.config.get("method") or {}).get("name", "full")
     card = ModelCardData(
         base_model=base,
         library_name="peft" if adapter else "transformers",
         pipeline_tag=PIPELINE_TAGS.get(view.task),
-        tags=["tunesmith", method, view.task, *(["lora"] if method == "dora" else [])],
+        tags=["tunesmith", method, view.task, *(["lora"] if method == "dora" else []), *(["merged"] if merged else [])],
         license="unknown",
     )
     return f"---\n{card.to_yaml()}\n---\n\n{_markdown(view, base, adapter)}"
 
 
 def _markdown(view: RunView, base: str | None, adapter: bool) -> str:
-    header, rows = metric_rows(view)
+    header, rows = metric_table(view)
     lines = [
         f"# {view.record.get('name') or view.id}",
         "",

@@ -20,6 +20,7 @@ from typing import Any
 
 from tunesmith.console import say
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import lower_is_better
 from tunesmith.rundir import now_iso
 from tunesmith.track.runview import RunView, flatten, load_run
 
@@ -230,11 +231,6 @@ def sort_rows(rows: list[RunRow], key: str) -> list[RunRow]:
     absent = [row for row in rows if not isinstance(lookup(row, key), int | float)]
     present.sort(key=lambda row: lookup(row, key), reverse=not ascending)
     return present + absent
-
-
-def lower_is_better(metric: str) -> bool:
-    """Losses and perplexities go down as a model improves; every other metric goes up."""
-    return any(word in metric for word in ("loss", "perplexity")) or metric.startswith("time")
 
 
 _OPERATORS: list[tuple[str, Callable[[Any, Any], bool]]] = [

@@ -57,7 +57,7 @@ def data_rows(view: RunView) -> list[tuple[str, str]]:
     return rows
 
 
-def metric_rows(view: RunView) -> tuple[list[str], list[list[str]]]:
+def metric_table(view: RunView) -> tuple[list[str], list[list[str]]]:
     """A metrics table (header, rows): base / tuned / delta from eval.json, else the training metrics."""
     scores = (view.evaluation or {}).get("metrics") or {}
     tuned, base = scores.get("tuned") or {}, scores.get("base") or {}

@@ -66,6 +66,20 @@ class MetricsFileCallback(TrainerCallback):
             out.write(json.dumps(record) + "\n")
 
 
+class EvaluationClock(TrainerCallback):
+    """Seconds spent in evaluations during training: the eval loop's own runtime plus generation metrics."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
+    ) -> None:
+        runtime = (metrics or {}).get("eval_runtime")
+        if isinstance(runtime, int | float):
+            self.seconds += float(runtime)
+
+
 class GracefulStopCallback(TrainerCallback):
     """First Ctrl-C / SIGTERM: finish the step, save a checkpoint, stop. A second one aborts at once."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from transformers import TrainerCallback
@@ -24,16 +26,45 @@ class GenerationMetricsCallback(TrainerCallback):
 
         self.cfg, self.tokenizer, self.log = cfg, tokenizer, log
         self.examples = group_references(eval_pairs)[: cfg.eval.generate_samples]
+        self.failure: tuple[int, Exception] | None = None  # (step, error) of an evaluation that raised
+        self.seconds = 0.0  # time spent generating and scoring, for the run's timings
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
-    ) -> None:
+    ) -> Any:
         model = kwargs.get("model")
         if model is None or metrics is None or not self.examples:
-            return
-        scores = self.score(model, "bf16" if args.bf16 else "fp32")
+            return None
+        started = time.perf_counter()
+        try:
+            scores = self.score(model, "bf16" if args.bf16 else "fp32")
+        except Exception as err:  # re-raised by train() once the checkpoint is safe
+            return self._stop_after_failure(err, state, control, metrics)
+        finally:
+            self.seconds += time.perf_counter() - started
         metrics.update({f"eval_{name}": value for name, value in scores.items()})
         self.log.on_log(args, state, control, logs={f"eval_{k}": v for k, v in scores.items()})
+        return None
+
+    def _stop_after_failure(self, err: Exception, state: Any, control: Any, metrics: dict[str, float]) -> Any:
+        # The Trainer saves right after evaluating: asking it to save and stop keeps the steps trained so far
+        # (a resumable checkpoint) instead of losing them to an exception raised mid-evaluation. NaN stands in
+        # for the missing scores so checkpoint selection, which expects them, still runs.
+        from tunesmith.console import say
+
+        self.failure = (state.global_step, err)
+        metrics.update({f"eval_{key}": math.nan for key in self.expected_keys()})
+        say(f"evaluation at step {state.global_step} failed ({type(err).__name__}: {err}); saving a checkpoint")
+        control.should_save = True
+        control.should_training_stop = True
+        return control
+
+    def expected_keys(self) -> list[str]:
+        """The score names ``score`` adds (without the eval_ prefix)."""
+        from tunesmith.evaluate.metrics import build_metrics
+
+        assert self.cfg.eval.metrics is not None
+        return [key for metric in build_metrics(self.cfg.eval.metrics).values() for key in metric.compute()]
 
     def score(self, model: Any, precision: str) -> dict[str, float]:
         """Greedy answers for the sample, scored with eval.metrics."""

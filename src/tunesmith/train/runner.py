@@ -13,15 +13,18 @@ import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunesmith import IMPORTED_AT
 from tunesmith.config import RunConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
 from tunesmith.data.prepare import DataStats, PreparedData, Tables, prepare_data, read_tables
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import lower_is_better, score_keys, training_metrics
 
 if TYPE_CHECKING:
     from tunesmith.train.callbacks import GracefulStopCallback
@@ -61,6 +64,7 @@ def train(
     callbacks: list[Any] | None = None,
     parent: str | None = None,
     run_dir: Path | None = None,
+    cli: bool = False,
 ) -> RunResult:
     """Fine-tune the model described by ``cfg``; write a run directory under ``output_dir``.
 
@@ -68,15 +72,18 @@ def train(
     ``callbacks`` are extra transformers ``TrainerCallback`` objects (a study reports each evaluation
     through one); ``parent`` names the study a trial belongs to and is saved in run.json. ``run_dir`` is
     a directory the multi-process launcher already made; every process gets it, only rank 0 writes to it.
+    ``cli``: the process was started for this run, so its start-up time (imports) is part of the run's timings.
     """
     quiet_libraries()
     watch = Stopwatch()
+    if cli:
+        watch.timings["startup"] = round(time.perf_counter() - IMPORTED_AT, 3)
     check_selection(cfg)
     check_trackers(cfg.track)
     checkpoint = _check_resumable(resume) if resume is not None else None
-    with watch.measure("setup"):
+    with watch.measure("data"):
         tables = read_tables(cfg.data, cfg.task)
-        session = _load(cfg, tables)
+    session = _load(cfg, tables, watch)
     run_dir = resume or run_dir or new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
     if parent is not None:
@@ -93,10 +100,12 @@ def train(
                 trainer.add_callback(callback)
             with watch.measure("train"):
                 trainer.train(resume_from_checkpoint=checkpoint)
+            _split_evaluation_time(trainer, watch)
+            _raise_evaluation_failure(trainer, run_dir)
             if stop.requested:
                 raise KeyboardInterrupt
-            with watch.measure("save"):
-                metrics = _evaluate_and_save(cfg, session, trainer, run_dir)
+            metrics = _evaluate_and_save(cfg, session, trainer, run_dir, watch)
+            _raise_evaluation_failure(trainer, run_dir)
     except KeyboardInterrupt:
         record.set_status("interrupted", timings=watch.timings, hint=f"resume with --resume {run_dir}")
         _index(record)
@@ -105,7 +114,9 @@ def train(
         # After a requested stop, an error on the way out (a peer rank already gone from a collective) is part
         # of the interruption: the run stopped because it was asked to, and its checkpoint resumes it.
         status: Status = "interrupted" if stop.requested else "failed"
-        record.set_status(status, error=f"{type(err).__name__}: {err}", timings=watch.timings)
+        resumable = last_complete_checkpoint(run_dir / "checkpoints") is not None
+        hint = {"hint": f"resume with --resume {run_dir}"} if resumable else {}
+        record.set_status(status, error=f"{type(err).__name__}: {err}", timings=watch.timings, **hint)
         _index(record)
         raise
     if record.writable:
@@ -115,9 +126,39 @@ def train(
         "tokens_seen": trainer.state.num_input_tokens_seen,
         "tokens_per_second": round(progress.tokens_per_second, 1),
     }
+    with watch.measure("registry"):
+        _index(record, model_card=True)
     record.set_status("completed", finished_at=now_iso(), timings=watch.timings, metrics=metrics, train=train_summary)
-    _index(record, model_card=True)
     return RunResult(run_dir, metrics, progress.tokens_per_second, session.data.stats, watch.timings)
+
+
+def _split_evaluation_time(trainer: Any, watch: Stopwatch) -> None:
+    # trainer.train() includes the periodic evaluations; report them as evaluation, not training.
+    from tunesmith.train.callbacks import EvaluationClock
+    from tunesmith.train.generation_metrics import GenerationMetricsCallback
+
+    clocks = [
+        c for c in trainer.callback_handler.callbacks if isinstance(c, EvaluationClock | GenerationMetricsCallback)
+    ]
+    seconds = round(sum(clock.seconds for clock in clocks), 3)
+    if seconds:
+        watch.timings["train"] = round(watch.timings["train"] - seconds, 3)
+        watch.timings["evaluation"] = round(watch.timings.get("evaluation", 0.0) + seconds, 3)
+
+
+def _raise_evaluation_failure(trainer: Any, run_dir: Path) -> None:
+    # An in-training evaluation that raised has already had the Trainer save a checkpoint and stop (see
+    # GenerationMetricsCallback); report it now, as one line that says how to continue.
+    from tunesmith.train.generation_metrics import GenerationMetricsCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, GenerationMetricsCallback) and callback.failure is not None:
+            step, err = callback.failure
+            raise TunesmithError(
+                f"eval.metrics: the evaluation at step {step} failed: {type(err).__name__}: {err}",
+                hint=f"the steps trained so far are saved; fix the cause and continue with "
+                f"tunesmith train CONFIG --resume {run_dir}",
+            ) from err
 
 
 def _index(record: RunRecord, model_card: bool = False) -> None:
@@ -140,10 +181,10 @@ def train_from_file(
     config_path: Path, overrides: list[str], output_dir: Path, resume: Path | None = None, run_dir: Path | None = None
 ) -> RunResult:
     """Load a config file (with ``--set`` overrides) and train it."""
-    return train(load_config(config_path, overrides), output_dir, resume, run_dir=run_dir)
+    return train(load_config(config_path, overrides), output_dir, resume, run_dir=run_dir, cli=True)
 
 
-def _load(cfg: RunConfig, tables: Tables) -> _Session:
+def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch) -> _Session:
     from transformers import set_seed
 
     from tunesmith.methods import apply_method, get_method, parameter_counts
@@ -154,13 +195,17 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     method = get_method(cfg.method.name)
     check_engine(cfg)
     precision = resolve_precision(cfg.train.precision)
-    resolved = resolve_model(cfg.model.name, cfg.model.revision)
-    tokenizer = load_tokenizer(resolved, cfg.model)
-    data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
+    with watch.measure("model"):
+        resolved = resolve_model(cfg.model.name, cfg.model.revision)
+        tokenizer = load_tokenizer(resolved, cfg.model)
+    with watch.measure("data"):
+        data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
-    model = apply_method(load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels)), cfg.method, cfg.task)
-    packing = prepare_for_training(cfg, model, method, precision[0])
+    with watch.measure("model"):
+        model = load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels))
+        model = apply_method(model, cfg.method, cfg.task)
+        packing = prepare_for_training(cfg, model, method, precision[0])
     trainable, total = parameter_counts(model)
     say(
         f"model: {cfg.model.name} ({resolved.source}), method {cfg.method.name}: "
@@ -232,13 +277,13 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     from tunesmith.data.collate import make_collator
-    from tunesmith.train.callbacks import MetricsFileCallback, ProgressCallback
-    from tunesmith.train.eval_loss import TokenLossTrainer
+    from tunesmith.train.callbacks import EvaluationClock, MetricsFileCallback, ProgressCallback
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
+    from tunesmith.train.trainer import TokenLossTrainer
 
     progress = ProgressCallback()
     metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")
-    callbacks: list[Any] = [progress, metrics_file, stop]
+    callbacks: list[Any] = [progress, metrics_file, stop, EvaluationClock()]
     if cfg.eval.metrics and cfg.task != "classification" and session.data.eval is not None:
         # Before early stopping, which reads the metrics this callback adds.
         callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
@@ -310,7 +355,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=keep_best,
         metric_for_best_model=select_by if keep_best else None,
-        greater_is_better=not select_by.endswith(("loss", "perplexity")) if keep_best else None,
+        greater_is_better=not lower_is_better(select_by) if keep_best else None,
         use_cpu=not torch.cuda.is_available(),
         ddp_backend="gloo" if world_size() > 1 and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
@@ -336,8 +381,9 @@ def check_selection(cfg: RunConfig) -> None:
     """Fail before training when train.select_by or eval.metrics names something training cannot compute."""
     from tunesmith.evaluate.metrics import build_metrics
 
-    during = ["accuracy", "macro_f1"] if cfg.task == "classification" else list(cfg.eval.metrics or [])
-    produced = {f"eval_{key}" for metric in build_metrics(during).values() for key in metric.compute()}
+    during = training_metrics(cfg.task, cfg.eval.metrics)
+    build_metrics(during)  # an unknown name is one line naming eval.metrics
+    produced = {f"eval_{key}" for key in score_keys(during)}
     name = selection_metric(cfg)
     if name not in produced | {"eval_loss"}:
         raise TunesmithError(
@@ -356,10 +402,13 @@ def _drop_length(collator: Any) -> Any:
     return collate
 
 
-def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir: Path) -> dict[str, float]:
+def _evaluate_and_save(
+    cfg: RunConfig, session: _Session, trainer: Any, run_dir: Path, watch: Stopwatch
+) -> dict[str, float]:
     metrics: dict[str, float] = {}
     if session.data.eval is not None:
-        metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+        with watch.measure("evaluation"):
+            metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
         if "eval_loss" in metrics and cfg.task != "classification":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
@@ -367,16 +416,20 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
     from tunesmith.models.attention import use_default_attention
 
     use_default_attention(trainer.model)
-    model_dir = run_dir / "model"
+    with watch.measure("save"):
+        _save(cfg, session, trainer, run_dir / "model")
+    return metrics
+
+
+def _save(cfg: RunConfig, session: _Session, trainer: Any, model_dir: Path) -> None:
     trainer.save_model(str(model_dir))  # writes on the main process only
     if not is_main_process():
-        return metrics
+        return
     session.tokenizer.save_pretrained(str(model_dir))
     if cfg.export.merge and session.adapter:
         merged = trainer.model.merge_and_unload()
         merged.save_pretrained(str(model_dir / "merged"))
         session.tokenizer.save_pretrained(str(model_dir / "merged"))
-    return metrics
 
 
 def _check_resumable(run_dir: Path) -> str | None:

@@ -19,7 +19,9 @@ from tunesmith.config import TuneConfig
 from tunesmith.rundir import RunRecord
 from tunesmith.tune.record import StudyLog, TrialRow
 from tunesmith.tune.space import Param, optuna_point, sample
-from tunesmith.tune.trial import TRIAL_KEY, TrialSetup, mark_stopped_early, plain_error_line, run_trial
+from tunesmith.tune.trial import run_trial
+from tunesmith.tune.trial_setup import TRIAL_KEY, TrialSetup, mark_stopped_early, plain_error_line
+from tunesmith.tune.workers import DRIVER_CPU, run_distributed_trial
 
 Admit = Callable[[int, dict[str, Any]], TrialRow | None]
 
@@ -175,8 +177,9 @@ def build_engine(
     )
     gate = MemoryGate(inner, admit, log, remaining)
     recorder = Recorder(gate, log, setup, say)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, setup=setup), trial_resources(tune_cfg))
     distributed = tune_cfg.resources_per_trial.workers > 1
+    trial_function = run_distributed_trial if distributed else run_trial
+    trainable = tune.with_resources(tune.with_parameters(trial_function, setup=setup), trial_resources(tune_cfg))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -203,8 +206,6 @@ def build_engine(
 
 def trial_resources(tune_cfg: TuneConfig) -> dict[str, float]:
     """What one Tune trial reserves: all of it, or (Ray Train trials) a sliver while its workers hold the rest."""
-    from tunesmith.tune.workers import DRIVER_CPU
-
     r = tune_cfg.resources_per_trial
     return {"cpu": r.cpu, "gpu": r.gpu} if r.workers == 1 else {"cpu": DRIVER_CPU}
 

@@ -119,23 +119,10 @@ def estimate_memory(cfg: RunConfig, shape: ModelShape) -> MemoryEstimate:
 
 
 def trainable_parameters(cfg: RunConfig, shape: ModelShape) -> int:
-    """How many parameters the method trains."""
-    method: Any = cfg.method
-    total = shape.parameters()
-    if method.name == "full":
-        return total
-    if method.name == "freeze":
-        per_layer = (total - shape.vocab * shape.hidden * (1 if shape.tied else 2)) // max(shape.layers, 1)
-        frozen = min(method.layers, shape.layers) * per_layer
-        return max(total - frozen - (shape.vocab * shape.hidden if method.embeddings else 0), 0)
-    if method.name in ("lora", "dora"):
-        shapes = shape.linear_shapes()
-        targets = method.target_modules
-        if targets != "all-linear" and any(t in shapes for t in targets):
-            shapes = {name: s for name, s in shapes.items() if name in targets}
-        return shape.layers * sum(method.r * (i + o) for i, o in shapes.values())
-    # ia3, prompt and prefix tuning train vectors or a few virtual tokens per layer: small next to the rest.
-    return shape.layers * shape.hidden * 64
+    """How many parameters the method trains (each method's registration says how to estimate it)."""
+    from tunesmith.methods import get_method
+
+    return get_method(cfg.method.name).trainable(cfg.method, shape)
 
 
 def available_memory(gpu: float = 0.0) -> int:

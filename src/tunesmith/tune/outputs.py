@@ -37,7 +37,9 @@ def influential_params(rows: list[TrialRow], mode: str, top: int = 2) -> list[st
     scored = [r for r in rows if r.history]
     if len(scored) < 2:
         return []
-    frame = pd.DataFrame([{**{k: _cell(v) for k, v in r.params.items()}, "_metric": r.best(mode)} for r in scored])
+    frame = pd.DataFrame(
+        [{**{k: _as_table_value(v) for k, v in r.params.items()}, "_metric": r.best(mode)} for r in scored]
+    )
     strength = {}
     for key in frame.columns.drop("_metric"):
         column = frame[key]
@@ -51,7 +53,7 @@ def influential_params(rows: list[TrialRow], mode: str, top: int = 2) -> list[st
     return sorted(strength, key=lambda k: -strength[k])[:top]
 
 
-def _cell(value: Any) -> Any:
+def _as_table_value(value: Any) -> Any:
     return str(value) if isinstance(value, list | dict) else value
 
 

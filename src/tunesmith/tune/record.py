@@ -76,12 +76,12 @@ def as_table(rows: list[TrialRow], metric: str, mode: str) -> Any:
     records = []
     for row in sorted(rows, key=lambda r: r.trial):
         record: dict[str, Any] = {"trial": row.trial, "status": row.status}
-        record |= {key: _cell(row.params.get(key)) for key in keys}
+        record |= {key: _as_json_value(row.params.get(key)) for key in keys}
         record |= {f"final_{metric}": row.final, f"best_{metric}": row.best(mode), "iterations": len(row.history)}
         record |= {"memory_estimate": row.memory_estimate, "error": row.error, "run_dir": row.run_dir}
         records.append(record)
     return pd.DataFrame.from_records(records)
 
 
-def _cell(value: Any) -> Any:
+def _as_json_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, list | dict) else value

@@ -19,15 +19,14 @@ from tunesmith.cache import cache_root
 from tunesmith.config import RunConfig, TuneConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
+from tunesmith.metric_specs import direction, score_keys, task_metrics
 from tunesmith.rundir import atomic_write, new_run_dir, now_iso
 from tunesmith.track.trackers import check_trackers, end_abandoned_run, settle_for_trials
 from tunesmith.tune.memory import MemoryEstimate, available_memory, estimate_memory, model_shape
 from tunesmith.tune.outputs import write_outputs
 from tunesmith.tune.record import StudyLog, TrialRow
 from tunesmith.tune.space import Param, check_space, trial_config
-from tunesmith.tune.trial import TrialSetup, build_trial
-
-LOSS_LIKE = ("loss", "perplexity")
+from tunesmith.tune.trial_setup import TrialSetup, build_trial
 
 
 @dataclass
@@ -71,7 +70,7 @@ def run_study(
     check_trackers(cfg.track)
     settle_for_trials(cfg)
     metric, task_metric = metric_key(cfg, tune_cfg.metric, source)
-    mode = tune_cfg.mode or ("min" if metric.endswith(LOSS_LIKE) else "max")
+    mode = tune_cfg.mode or direction(metric)
     if address is not None:
         check_address(address)
     train_rows, shape = _prepare_once(cfg, params)
@@ -109,16 +108,10 @@ def _tune_section(cfg: RunConfig, source: str) -> TuneConfig:
 
 def metric_key(cfg: RunConfig, name: str, source: str) -> tuple[str, str | None]:
     """(the Trainer's name of the metric, the eval.metrics entry that produces it or None for the loss)."""
-    from tunesmith.evaluate.metrics import available_metrics, build_metrics
-
     bare = name.removeprefix("eval_")
     if bare in ("loss",):
         return "eval_loss", None
-    label_metrics = ("accuracy", "macro_f1")
-    families = (
-        label_metrics if cfg.task == "classification" else [m for m in available_metrics() if m not in label_metrics]
-    )
-    produced = {key: family for family in families for key in build_metrics([family])[family].compute()}
+    produced = score_keys(task_metrics(cfg.task))
     if bare in produced:
         return f"eval_{bare}", (None if cfg.task == "classification" else produced[bare])
     raise TunesmithError(

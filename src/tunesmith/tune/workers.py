@@ -15,18 +15,29 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.rundir import new_run_dir
-from tunesmith.tune.trial import ReportCallback, TrialSetup, build_trial, plain_error_line, use_driver_environment
+from tunesmith.tune.trial_setup import (
+    ReportCallback,
+    TrialSetup,
+    build_trial,
+    plain_error_line,
+    trial_values,
+    use_driver_environment,
+)
 
 # What the Tune trial itself reserves while its workers train: almost nothing, it only waits for them.
 DRIVER_CPU = 0.01
 
 
-def run_distributed_trial(setup: TrialSetup, values: dict[str, Any], index: int) -> None:
-    """Train the trial on ``setup.workers`` Ray Train workers; their failure becomes one TunesmithError line."""
+def run_distributed_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Ray Tune function trainable: train the trial on ``setup.workers`` Ray Train workers.
+
+    The workers' failure becomes one TunesmithError line.
+    """
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    index, values = trial_values(config)
     cfg = build_trial(setup, values, index)  # a bad sample fails here, before any worker starts
     run_dir = new_run_dir(setup.trials_dir, cfg.name)  # made once, so every worker trains into the same one
     trainer = TorchTrainer(

@@ -324,7 +324,7 @@ def run_eval(request: Request, values: FormValues) -> HTMLResponse:
 @router.get("/run/report", response_class=HTMLResponse)
 def run_report(request: Request) -> HTMLResponse:
     """The run's HTML report (the same document ``tunesmith report`` writes)."""
-    from tunesmith.track.report import report_html
+    from tunesmith.review.html_report import report_html
     from tunesmith.track.runview import load_run
 
     view = load_run(_run_dir(request))
@@ -351,7 +351,7 @@ def _all_runs(settings: UiSettings) -> list[dict[str, Any]]:
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(request: Request) -> HTMLResponse:
     """Pick runs; the config keys that differ, metrics with deltas, curves overlaid, answers side by side."""
-    from tunesmith.track.compare import compare_runs
+    from tunesmith.review.compare import compare_runs
 
     settings = settings_of(request)
     picked = request.query_params.getlist("run")

@@ -102,6 +102,37 @@ def test_padded_batches_pad_labels_with_the_ignore_index(tiny_llama: Path) -> No
     assert batch["attention_mask"][1].tolist() == [1, 1, 1, 1, 1, 0, 0]
 
 
+@pytest.mark.parametrize("task", ["causal_lm", "seq2seq"])
+def test_padded_batches_stay_right_padded_after_generation_shares_the_tokenizer(
+    tiny_llama: Path, tiny_t5: Path, task: str
+) -> None:
+    # Bug: generation set tokenizer.padding_side = "left" for good, and the collators read it on every call, so
+    # after an in-training evaluation with eval.metrics every unpacked training batch was left-padded.
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from tunesmith.config import RunConfig
+    from tunesmith.evaluate.generation import Decoding, generate
+
+    model_dir = tiny_llama if task == "causal_lm" else tiny_t5
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = load(tiny_llama, "sdpa") if task == "causal_lm" else AutoModelForSeq2SeqLM.from_pretrained(tiny_t5)
+    collate = make_collator(tokenizer, packing=False, task=task, model=model)  # type: ignore[arg-type]
+    config = RunConfig.model_validate(
+        {"task": task, "model": {"name": str(model_dir)}, "data": _task_data(task), "method": {"name": "full"}}
+    )
+    generate(model, tokenizer, config, ["Write an ad", "Hi"], Decoding(max_new_tokens=2), 2, "fp32")
+    batch = collate(EXAMPLES)
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 1, 1, 0, 0]
+    assert batch["labels"][1].tolist()[-2:] == [IGNORE_INDEX, IGNORE_INDEX]
+    assert batch["input_ids"][1].tolist()[:5] == EXAMPLES[1]["input_ids"]
+
+
+def _task_data(task: str) -> dict[str, str]:
+    if task == "seq2seq":
+        return {"train": "t.csv", "source": "{a}", "target": "{b}"}
+    return {"train": "t.csv", "prompt": "{a}", "response": "{b}"}
+
+
 def test_llama_supports_packing_and_t5_does_not(tiny_llama: Path, tiny_t5: Path) -> None:
     from transformers import AutoModelForSeq2SeqLM
 

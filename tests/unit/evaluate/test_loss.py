@@ -35,7 +35,7 @@ def _direct(model: Any, rows: list[dict[str, list[int]]], shift: bool) -> float:
     return nll / count
 
 
-@pytest.mark.parametrize("kind", ["causal_lm", "prompt_tuning", "seq2seq"])
+@pytest.mark.parametrize("kind", ["causal_lm", "packed", "prompt_tuning", "seq2seq"])
 def test_teacher_forced_loss_is_per_target_token(tiny_llama: Path, tiny_t5: Path, kind: str) -> None:
     if kind == "seq2seq":
         model, tokenizer = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5), AutoTokenizer.from_pretrained(tiny_t5)
@@ -46,5 +46,6 @@ def test_teacher_forced_loss_is_per_target_token(tiny_llama: Path, tiny_t5: Path
     model.eval()
     shift = kind != "seq2seq"
     rows = _rows(shift)
-    losses = [teacher_forced_loss(model, tokenizer, rows, size, "fp32").compute()["loss"] for size in (1, 3, 8)]
+    packed = kind == "packed"
+    losses = [teacher_forced_loss(model, tokenizer, rows, n, "fp32", packed).compute()["loss"] for n in (1, 3, 8)]
     assert losses == pytest.approx([_direct(model, rows, shift)] * 3, rel=1e-5)

@@ -9,14 +9,9 @@ import pytest
 
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.loss import LossTotals
-from tunesmith.evaluate.metrics import (
-    METRICS,
-    available_metrics,
-    build_metrics,
-    default_metrics,
-    register,
-)
+from tunesmith.evaluate.metrics import METRICS, available_metrics, build_metrics, register
 from tunesmith.evaluate.text_metrics import reference_streams
+from tunesmith.metric_specs import METRIC_SPECS, MetricSpec, default_metrics, lower_is_better
 
 PREDICTIONS = [
     "Hey students! Our coffee keeps you sharp. Grab a cup!",
@@ -122,14 +117,41 @@ def test_each_task_has_registered_defaults() -> None:
         assert set(default_metrics(task)) <= set(available_metrics())
 
 
+def test_every_spec_is_implemented_and_reports_exactly_its_keys() -> None:
+    assert set(available_metrics()) == set(METRIC_SPECS)
+    for name, metric in build_metrics(list(METRIC_SPECS)).items():
+        assert tuple(metric.compute()) == METRIC_SPECS[name].keys, name
+
+
+@pytest.mark.parametrize(
+    ("key", "lower"),
+    [
+        ("eval_loss", True),
+        ("loss", True),
+        ("train_loss", True),
+        ("eval_perplexity", True),
+        ("eval_runtime", True),
+        ("eval_bleu", False),
+        ("rougeL", False),
+        ("tuned_accuracy", False),
+        ("base.eval_loss", True),
+        ("macro_f1", False),
+    ],
+)
+def test_one_rule_decides_the_direction_of_every_score(key: str, lower: bool) -> None:
+    assert lower_is_better(key) is lower
+
+
 def test_unknown_metric_names_the_config_key() -> None:
     with pytest.raises(TunesmithError, match=r"eval\.metrics: unknown metric 'blue'"):
         build_metrics(["bleu", "blue"])
 
 
 def test_register_adds_a_metric_and_refuses_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
-    available_metrics()  # built-ins registered first, so the monkeypatch undoes only our entry
     monkeypatch.setattr("tunesmith.evaluate.metrics.METRICS", dict(METRICS))
+    with pytest.raises(ValueError, match="no MetricSpec"):
+        register("length")(object)  # type: ignore[arg-type]
+    monkeypatch.setitem(METRIC_SPECS, "length", MetricSpec("length", ("length",), True, ("causal_lm",)))
 
     @register("length")
     class Length:

@@ -13,9 +13,10 @@ import pytest
 
 from fixtures import write_ads_csv, write_config
 from tunesmith.errors import TunesmithError
-from tunesmith.evaluate.metrics import METRICS, available_metrics
+from tunesmith.evaluate.metrics import METRICS
 from tunesmith.evaluate.report import EvalReport
 from tunesmith.evaluate.runner import evaluate_run, score_model
+from tunesmith.metric_specs import METRIC_SPECS, MetricSpec
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,6 @@ def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.Monk
     from tunesmith.evaluate.references import build_eval_set, read_source
     from tunesmith.models.run_model import load_run_model
 
-    available_metrics()
     batches: list[int] = []
 
     class Probe:
@@ -106,6 +106,7 @@ def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.Monk
             return {"batches": len(batches)}
 
     monkeypatch.setitem(METRICS, "probe", Probe)
+    monkeypatch.setitem(METRIC_SPECS, "probe", MetricSpec("probe", ("probe",), True, ("causal_lm",)))
     run = load_run_model(run_dir)
     eval_set = build_eval_set(read_source(run.config, None), run.config, run.tokenizer, None)
     scores = score_model(run.model, run, eval_set, ["probe"], Decoding(max_new_tokens=2))
@@ -177,3 +178,19 @@ def test_cli_prints_the_table(
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert all(word in out for word in ("base", "tuned", "delta", "bleu", "perplexity"))
+
+
+def test_the_merged_adapter_answers_as_the_unmerged_one_in_fp32(run_dir: Path) -> None:
+    # eval folds the adapter into the base weights for speed; in fp32 greedy answers must not change.
+    from tunesmith.evaluate.generation import Decoding, generate
+    from tunesmith.models.run_model import load_run_model
+
+    record = json.loads((run_dir / "run.json").read_text())
+    record["precision"] = {"value": "fp32", "reason": "this test"}
+    (run_dir / "run.json").write_text(json.dumps(record))
+    report = evaluate_run(run_dir, base=False)
+    run = load_run_model(run_dir)
+    prompts = [example.prompt for example in report.examples]
+    unmerged = generate(run.model, run.tokenizer, run.config, prompts, Decoding(max_new_tokens=4), 2, "fp32")
+    assert report.tuned_outputs == unmerged
+    assert not any(getattr(m, "merged", False) for m in run.model.modules())  # generate's model stays unmerged

@@ -15,8 +15,10 @@ def llama(path: Path) -> torch.nn.Module:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
 
 
-def test_every_config_method_is_registered() -> None:
+def test_every_configurable_method_is_implemented_once_and_vice_versa() -> None:
     assert set(METHODS) == set(METHOD_CONFIGS)
+    for name, spec in METHODS.items():
+        assert METHOD_CONFIGS[name] is spec.settings  # registered against the class the config validates with
 
 
 # peft 0.21 prefix tuning still hands transformers `past_key_values`, deprecated for removal in 5.40: known,

@@ -133,3 +133,43 @@ def test_registry_location_can_be_overridden(tmp_path: Path, monkeypatch) -> Non
     monkeypatch.setenv("TUNESMITH_REGISTRY", str(tmp_path / "elsewhere" / "my.db"))
     record_run(fake_run(tmp_path / "runs", "a", 1.0))
     assert (tmp_path / "elsewhere" / "my.db").is_file() and not (tmp_path / "runs" / "index.db").exists()
+
+
+def _list(runs: Path, columns: int, *options: str) -> list[str]:
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    result = CliRunner().invoke(app, ["runs", "list", "--dir", str(runs), *options], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.stdout.splitlines()
+
+
+def test_runs_list_fits_80_columns_and_shows_the_rest_on_request(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tunesmith.console import out_console
+
+    runs = tmp_path / "runs"
+    fake_run(runs, "marketing-copy-20261201-101501", 3.1)
+    fake_run(runs, "marketing-copy-20261201-101502", 3.25)
+    monkeypatch.setattr(out_console, "width", 80)
+    lines = _list(runs, 80)
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    header = next(line for line in lines if line.lstrip().startswith("id"))
+    assert header.split() == ["id", "status", "task", "method", "metric", "age"]
+    assert any("loss 3.1 ↓" in line for line in lines)
+
+    # A long id and long names: the columns that fit, by priority (id, status, metric first).
+    long = fake_run(runs, "customer-service-intents-20261201-101500", 0.5)
+    record = json.loads((long / "run.json").read_text())
+    record |= {"task": "classification", "method": "prefix_tuning", "status": "interrupted"}
+    record["metrics"] = {"eval_loss": 0.52, "eval_accuracy": 0.875}
+    (long / "run.json").write_text(json.dumps(record))
+    lines = _list(runs, 80)
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    assert next(line for line in lines if line.lstrip().startswith("id")).split()[:3] == ["id", "status", "metric"]
+    assert any(long.name in line and "accuracy 0.875 ↑" in line for line in lines)
+
+    wide = "\n".join(_list(runs, 80, "--wide"))
+    assert long.name in wide and "prefix_tuning" in wide and "model" in wide and "created" in wide
+    listed = json.loads("\n".join(_list(runs, 80, "--json")))
+    assert len(listed) == 3 and {row["task"] for row in listed} == {"causal_lm", "classification"}

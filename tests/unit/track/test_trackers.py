@@ -76,7 +76,7 @@ def test_a_studys_trials_share_its_experiment_and_an_absolute_store(
     tmp_path: Path, tiny_llama: Path, ads_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tunesmith.tune.space import base_mapping
-    from tunesmith.tune.trial import TrialSetup, build_trial
+    from tunesmith.tune.trial_setup import TrialSetup, build_trial
 
     monkeypatch.chdir(tmp_path)  # Ray moves each trial to a directory of its own; the store must not move along
     space = {"train.learning_rate": {"choice": [1e-3, 1e-2]}}

@@ -199,3 +199,48 @@ def test_select_by_a_metric_training_does_not_compute(tmp_path: Path, tiny_llama
     config = write_config(tmp_path / "c.yaml", tiny_llama, ads_csv)
     with pytest.raises(TunesmithError, match="train.select_by: 'bleu' is not computed during training"):
         train(load_config(config, ["train.select_by=bleu"]), tmp_path / "runs")
+
+
+def test_seq2seq_generates_during_training_with_a_tokenizer_that_returns_token_type_ids(
+    tmp_path: Path, tiny_t5: Path
+) -> None:
+    # Bug: generation passed the tokenizer's token_type_ids (BERT-style tokenizers add them) to T5's generate,
+    # which refuses them; the run failed after training had finished.
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    model_dir = Path(shutil.copytree(tiny_t5, tmp_path / "t5-with-type-ids"))
+    settings = json.loads((model_dir / "tokenizer_config.json").read_text())
+    settings["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(settings))
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(model_dir)("a ticket")
+    config = seq2seq_config(tmp_path / "c.yaml", model_dir, tickets_csv(tmp_path / "t.csv"), {"name": "full"})
+    result = train(load_config(config, ["data.eval_fraction=0.25", "train.max_steps=2"]), tmp_path / "runs")
+    assert "eval_rougeL" in result.metrics
+
+
+def test_a_failing_in_training_evaluation_keeps_a_checkpoint_and_resumes(
+    tmp_path: Path, tiny_llama: Path, ads_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tunesmith.evaluate.generation as generation
+    from fixtures import write_config
+
+    def broken(*args: object, **kwargs: object) -> list[str]:
+        raise RuntimeError("the sampler ran out of memory")
+
+    config = write_config(tmp_path / "c.yaml", tiny_llama, ads_csv, eval={"max_new_tokens": 4, "metrics": ["bleu"]})
+    cfg = load_config(config, ["train.eval_steps=2", "train.save_steps=3"])
+    monkeypatch.setattr(generation, "generate", broken)
+    with pytest.raises(TunesmithError, match=r"eval.metrics: the evaluation at step 2 failed: RuntimeError") as err:
+        train(cfg, tmp_path / "runs")
+    assert "--resume" in str(err.value)
+    run_dir = next((tmp_path / "runs").iterdir())
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and record["hint"] == f"resume with --resume {run_dir}"
+    assert (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+
+    monkeypatch.undo()
+    result = train(cfg, tmp_path / "runs", resume=run_dir)
+    assert result.run_dir == run_dir and "eval_bleu" in result.metrics
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"

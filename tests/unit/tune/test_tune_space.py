@@ -170,7 +170,7 @@ def test_the_example_study_is_valid() -> None:
 
 def test_a_sample_that_cannot_fit_is_skipped_with_its_estimate(tmp_path: Path) -> None:
     from tunesmith.tune.study import admit_trial
-    from tunesmith.tune.trial import TrialSetup
+    from tunesmith.tune.trial_setup import TrialSetup
 
     cfg = load_config(_config(tmp_path, {"space": SPACE}))
     setup = TrialSetup(base_mapping(cfg), tmp_path, "s", "eval_loss", 4, 100, str(tmp_path), None)
@@ -185,7 +185,7 @@ def test_a_sample_that_cannot_fit_is_skipped_with_its_estimate(tmp_path: Path) -
 
 
 def test_a_trial_evaluates_several_times_and_keeps_no_checkpoints(tmp_path: Path) -> None:
-    from tunesmith.tune.trial import TrialSetup, build_trial
+    from tunesmith.tune.trial_setup import TrialSetup, build_trial
 
     cfg = load_config(_config(tmp_path, {"space": SPACE}, train={"max_steps": 12}))
     setup = TrialSetup(base_mapping(cfg), tmp_path, "s", "eval_bleu", 4, 100, str(tmp_path), "bleu")
@@ -197,7 +197,7 @@ def test_a_trial_evaluates_several_times_and_keeps_no_checkpoints(tmp_path: Path
 def test_a_local_ray_holds_every_worker_of_a_trial_and_steps_count_all_processes(tmp_path: Path) -> None:
     from tunesmith.config import TuneConfig
     from tunesmith.tune.study import local_cluster_size
-    from tunesmith.tune.trial import planned_steps
+    from tunesmith.tune.trial_setup import planned_steps
 
     def size(**resources: float) -> tuple[int, int]:
         space = {"train.learning_rate": {"loguniform": [1e-5, 1e-3]}}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from tunesmith.review.html_report import write_html_report
 from tunesmith.track.model_card import write_model_card
-from tunesmith.track.report import write_report
 
 
 class _Collect(HTMLParser):
@@ -32,7 +32,7 @@ class _Collect(HTMLParser):
 
 def test_report_is_one_html_file_with_embedded_plots(runs_copy: tuple[Path, Path], tmp_path: Path) -> None:
     evaluated = runs_copy[0]
-    written = write_report(evaluated, tmp_path / "out" / "report.html")
+    written = write_html_report(evaluated, tmp_path / "out" / "report.html")
     assert written[0] == tmp_path / "out" / "report.html"
     page = written[0].read_text()
     parser = _Collect()

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.track.plots import curves_png
-from tunesmith.track.registry import find_run, lower_is_better
+from tunesmith.metric_specs import lower_is_better
+from tunesmith.review.plots import curves_png
+from tunesmith.track.registry import find_run
 from tunesmith.track.runview import RunView, flatten, load_run
 
 # Metrics that mean the same whatever the task, so they compare across tasks.
@@ -64,7 +65,7 @@ def compare_runs(refs: list[str], runs_dir: Path, plot: Path | None = None, max_
     if not same_task:
         tasks = ", ".join(f"{view.id}: {view.task}" for view in views)
         notes.append(f"tasks differ ({tasks}): task metrics and samples are shown but not compared")
-    comparison = Comparison(views, config_diff(views), metric_rows(views, same_task), None, notes=notes)
+    comparison = Comparison(views, config_diff(views), compare_metrics(views, same_task), None, notes=notes)
     comparison.plot = _write_plot(views, plot or _default_plot_path(views), notes)
     if same_task:
         comparison.samples = sample_rows(views, max_samples, notes)
@@ -83,7 +84,7 @@ def config_diff(views: list[RunView]) -> dict[str, list[Any]]:
     return diff
 
 
-def metric_rows(views: list[RunView], same_task: bool) -> list[MetricRow]:
+def compare_metrics(views: list[RunView], same_task: bool) -> list[MetricRow]:
     """Every metric any run has; deltas against the first run where the metric means the same thing."""
     per_run = [view.key_metrics() for view in views]
     names = sorted({name for metrics in per_run for name in metrics})

@@ -1,4 +1,4 @@
-"""Two real (tiny) training runs that differ in one key, shared by the track tests."""
+"""Two real (tiny) training runs that differ in one key, shared by the track and review tests."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.errors import TunesmithError
-from tunesmith.track.compare import compare_runs, renderables
+from tunesmith.review.compare import compare_runs, renderables
 
 
 def test_compare_shows_exactly_the_keys_that_differ(runs_copy: tuple[Path, Path], tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import yaml
 
 from tunesmith.errors import TunesmithError
+from tunesmith.review.plots import curves_png
 from tunesmith.rundir import atomic_write
-from tunesmith.track.plots import curves_png
 from tunesmith.track.runview import RunView, load_run
-from tunesmith.track.summary import data_rows, metric_rows, overview
+from tunesmith.track.summary import data_rows, metric_table, overview
 
 if TYPE_CHECKING:
     from tunesmith.doctor import Diagnosis
@@ -29,7 +29,7 @@ pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; }
 """
 
 
-def write_report(run_dir: Path, output: Path | None = None) -> list[Path]:
+def write_html_report(run_dir: Path, output: Path | None = None) -> list[Path]:
     """Write the HTML report of ``run_dir`` (default ``run_dir/report.html``) and refresh its model card.
 
     Returns the files written: the report, and ``model/README.md`` when the run has a model directory.
@@ -49,7 +49,7 @@ def write_report(run_dir: Path, output: Path | None = None) -> list[Path]:
 
 def report_html(view: RunView, diagnosis: Diagnosis | str | None = None) -> str:
     """The whole document; ``diagnosis`` is the doctor's analysis of the data (or why there is none)."""
-    header, rows = metric_rows(view)
+    header, rows = metric_table(view)
     parts = [
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_e(view.id)}</title>",
         f"<style>{_STYLE}</style></head><body>",
