@@ -53,6 +53,38 @@ def start_eval(run_dir: Path, cwd: Path) -> None:
     spawn(["eval", str(run_dir)], run_dir, "eval", cwd)
 
 
+EXPORT_QUANTS = ("f16", "bf16", "q8_0", "q4_0")
+
+
+def start_export(run_dir: Path, to: str, quant: str | None, cwd: Path) -> None:
+    """Run ``tunesmith export`` on a completed run in the background (output under ``run_dir/export/``)."""
+    from tunesmith.export import KINDS
+
+    if to not in KINDS:
+        raise TunesmithError(f"to: {to!r}: choose one of {', '.join(KINDS)}")
+    if quant is not None and quant not in EXPORT_QUANTS:
+        raise TunesmithError(f"quant: {quant!r}: choose one of {', '.join(EXPORT_QUANTS)}")
+    if read_status(run_dir)["state"] != "completed":
+        raise TunesmithError(f"run {run_dir.name}: only a completed run can be exported")
+    if process_alive(_launched_pid(run_dir, "export")):
+        raise TunesmithError(f"run {run_dir.name}: an export is already running")
+    (run_dir / "export.log").unlink(missing_ok=True)  # this export's messages only
+    spawn(["export", str(run_dir), "--to", to, *(["--quant", quant] if quant and to != "merged" else [])], run_dir,
+          "export", cwd)  # fmt: skip
+
+
+def export_status(run_dir: Path) -> dict[str, Any]:
+    """Whether an export runs, its error if the last one failed, and the folders exported so far (with sizes)."""
+    running = process_alive(_launched_pid(run_dir, "export"))
+    log = log_tail(run_dir / "export.log", 40)
+    error = last_error_line(run_dir / "export.log") if not running and "error:" in log else None
+    folders = []
+    for folder in sorted((run_dir / "export").glob("*")) if (run_dir / "export").is_dir() else []:
+        files = [(f.relative_to(folder).as_posix(), f.stat().st_size) for f in sorted(folder.rglob("*")) if f.is_file()]
+        folders.append({"name": folder.name, "files": files})
+    return {"running": running, "error": error, "folders": folders}
+
+
 def spawn(arguments: list[str], run_dir: Path, kind: str, cwd: Path) -> int:
     """Start ``tunesmith ARGUMENTS`` detached; its output goes to ``run_dir/<kind>.log``."""
     command = [sys.executable, "-m", "tunesmith.cli", *arguments]

@@ -267,12 +267,22 @@ def _status_context(run_dir: Path) -> dict[str, Any]:
         "evaluation": evaluation,
         "samples": view.samples[:5],
         "checkpoints": any((run_dir / "checkpoints").glob("checkpoint-*")),
+        "export": launch.export_status(run_dir),
+        "export_kinds": _export_kinds(),
+        "export_quants": launch.EXPORT_QUANTS,
     }
+
+
+def _export_kinds() -> tuple[str, ...]:
+    from tunesmith.export import KINDS
+
+    return tuple(KINDS)
 
 
 def _status_fragment(request: Request, run_dir: Path) -> HTMLResponse:
     context = _status_context(run_dir)
-    final = context["status"]["state"] in FINAL_STATES and not context["status"]["evaluating"]
+    busy = context["status"]["evaluating"] or context["export"]["running"]
+    final = context["status"]["state"] in FINAL_STATES and not busy
     run_id = paths.relative_to_root(settings_of(request).runs_dir, run_dir)
     # A poll (GET) stops once nothing can change without a click; a click's answer (POST) polls again.
     status = STOP_POLLING if final and request.method == "GET" else 200
@@ -318,6 +328,14 @@ def run_eval(request: Request, values: FormValues) -> HTMLResponse:
     """Run ``tunesmith eval`` (base vs tuned, samples side by side) in the background."""
     run_dir = _run_dir(request, values.get("id", ""))
     launch.start_eval(run_dir, settings_of(request).data_root)
+    return _status_fragment(request, run_dir)
+
+
+@router.post("/run/export", response_class=HTMLResponse)
+def run_export(request: Request, values: FormValues) -> HTMLResponse:
+    """Run ``tunesmith export`` (merged weights, GGUF or an Ollama folder) in the background."""
+    run_dir = _run_dir(request, values.get("id", ""))
+    launch.start_export(run_dir, values.get("to", ""), values.get("quant") or None, settings_of(request).data_root)
     return _status_fragment(request, run_dir)
 
 
