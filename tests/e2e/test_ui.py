@@ -124,7 +124,7 @@ def test_closing_the_ui_leaves_a_run_it_launched_going_and_whole(work: Path, tmp
     server = UiServer(work, tmp_path / "cache")
     try:
         launched = urllib.request.Request(
-            server.url + "/new/launch", data=urlencode(run_fields("survivor", 40, 20)).encode(), method="POST"
+            server.url + "/new/launch", data=urlencode(run_fields("survivor", 24, 50)).encode(), method="POST"
         )
         with urllib.request.urlopen(launched, timeout=30) as response:
             assert response.status == 200 and response.headers["HX-Redirect"].startswith("/run?id=survivor-")
@@ -139,12 +139,12 @@ def test_closing_the_ui_leaves_a_run_it_launched_going_and_whole(work: Path, tmp
         assert os.getpgid(trainer) != server.process.pid  # the run has its own session
         done = wait_for(lambda: (r := read_record(run_dir)).get("status") not in (None, "running") and r, 120, "end")
         assert done["status"] == "completed", (run_dir / "train.log").read_text()[-2000:]
-        assert done["train"]["steps"] == 40  # type: ignore[index]
+        assert done["train"]["steps"] == 24  # type: ignore[index]
         finished = datetime.fromisoformat(str(done["finished_at"])).timestamp()
         assert finished > killed_at, "the run ended before the UI was killed: nothing was tested; raise max_steps"
         assert (run_dir / "model" / "adapter_model.safetensors").is_file()
         steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        assert steps == sorted(steps) and steps[-1] == 40
+        assert steps == sorted(steps) and steps[-1] == 24
         # A reopened UI shows the run as it is.
         reopened = UiServer(work, tmp_path / "cache")
         try:
