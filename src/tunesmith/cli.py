@@ -300,6 +300,27 @@ def models() -> None:
         out_console.print(f"{alias:24} {model.description}")
 
 
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 7860,
+    runs: Annotated[Path, typer.Option("--runs", help="The runs directory (new runs go here).")] = Path("runs"),
+    data_root: Annotated[
+        Path, typer.Option("--data-root", help="The only folder whose files the UI reads and lists.")
+    ] = Path("."),
+    token: Annotated[
+        str | None, typer.Option("--token", help="Required on every request (or set TUNESMITH_UI_TOKEN).")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.001, help="Largest upload.")] = 50.0,
+) -> None:
+    """Start the web UI: data, preview, training with live curves, runs, compare, chat."""
+    from tunesmith.ui.server import serve_ui
+
+    serve_ui(host, port, runs, data_root, token, max_upload_mb)
+
+
 def main() -> None:
     """Entry point: one clear line for expected errors; ``--debug`` (or TUNESMITH_DEBUG=1) shows tracebacks."""
     debug = "--debug" in sys.argv[1:] or os.environ.get("TUNESMITH_DEBUG") == "1"

@@ -1,0 +1,196 @@
+"""The New-run form: its fields (help and defaults read from the pydantic config), form -> config, errors per field.
+
+Every value goes through the same validation as a YAML file given to the CLI (``validate_config``), and each
+field's message is the one the CLI prints for that key.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from tunesmith.config import METHOD_CONFIGS, RunConfig, Task, TrainConfig, set_dotted, validate_config
+from tunesmith.errors import TunesmithError
+from tunesmith.ui.paths import safe_path
+
+SOURCE = "form"
+GENERAL = "form"  # errors that belong to no single field
+_MORE = re.compile(r" \(and \d+ more\)$")
+_MAX_ROUNDS = 12
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the New-run form, bound to a dotted config key."""
+
+    key: str
+    kind: str = "text"  # text | textarea | number | select
+    choices: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()  # shown only for these tasks (empty: all)
+    methods: tuple[str, ...] = ()  # shown only for these methods (empty: all)
+    group: str = "data"  # the form section it is shown in
+
+    @property
+    def id(self) -> str:
+        """An HTML id (no dots, so CSS selectors need no escaping)."""
+        return self.key.replace(".", "-")
+
+    @property
+    def help(self) -> str:
+        """The config field's description."""
+        info = _field_info(self.key)
+        return (info.description if info is not None else None) or METHOD_HELP.get(self.key, "")
+
+    @property
+    def default(self) -> str:
+        """The config's default, as the form shows it ('' when required or unset)."""
+        info = _field_info(self.key)
+        if info is None or info.default is PydanticUndefined or info.default is None:
+            return ""
+        return str(info.default)
+
+    def applies(self, task: str, method: str) -> bool:
+        """Whether this field is part of a config for ``task`` and ``method``."""
+        return (not self.tasks or task in self.tasks) and (not self.methods or method in self.methods)
+
+
+METHOD_HELP = {
+    "method.name": "How the model is tuned: "
+    + "; ".join(f"{name}: {(cls.__doc__ or '').strip().rstrip('.')}" for name, cls in METHOD_CONFIGS.items()),
+}
+ADAPTERS = ("lora", "dora")
+GROUPS = {
+    "data": "1. Data",
+    "templates": "2. Task and templates",
+    "model": "3. Model and method",
+    "train": "4. Training",
+}
+_SCHEDULERS = typing.get_args(TrainConfig.model_fields["lr_scheduler"].annotation)
+FIELDS: tuple[FormField, ...] = (
+    FormField("data.train"),
+    FormField("task", "select", typing.get_args(Task), group="templates"),
+    FormField("data.prompt", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.response", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.system", "textarea", tasks=("causal_lm",), group="templates"),
+    FormField("data.source", "textarea", tasks=("seq2seq",), group="templates"),
+    FormField("data.target", "textarea", tasks=("seq2seq",), group="templates"),
+    FormField("data.text", "textarea", tasks=("classification",), group="templates"),
+    FormField("data.label", tasks=("classification",), group="templates"),
+    FormField("data.max_length", "number", group="templates"),
+    FormField("data.eval_fraction", "number", group="templates"),
+    FormField("model.name", group="model"),
+    FormField("method.name", "select", tuple(METHOD_CONFIGS), group="model"),
+    FormField("method.r", "number", methods=ADAPTERS, group="model"),
+    FormField("method.alpha", "number", methods=ADAPTERS, group="model"),
+    FormField("name", group="train"),
+    FormField("train.max_steps", "number", group="train"),
+    FormField("train.epochs", "number", group="train"),
+    FormField("train.learning_rate", group="train"),
+    FormField("train.lr_scheduler", "select", _SCHEDULERS, group="train"),
+    FormField("train.batch_size", "number", group="train"),
+    FormField("train.logging_steps", "number", group="train"),
+    FormField("train.save_steps", "number", group="train"),
+    FormField("train.eval_steps", "number", group="train"),
+    FormField("eval.max_new_tokens", "number", group="train"),
+)
+FIELD_KEYS = frozenset(field.key for field in FIELDS)
+
+
+def _field_info(key: str) -> Any:
+    section, _, name = key.rpartition(".")
+    model: type[BaseModel] = RunConfig
+    if section == "method":
+        model = METHOD_CONFIGS["lora"]
+    elif section:
+        annotation = RunConfig.model_fields[section].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation
+    return model.model_fields.get(name)
+
+
+def raw_config(form: Mapping[str, str], data_root: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The config mapping a form describes (empty fields keep their defaults), and errors found on the way."""
+    task = form.get("task") or "causal_lm"
+    method = form.get("method.name") or "lora"
+    raw: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in FIELDS:
+        value = (form.get(field.key) or "").strip()
+        if not value or not field.applies(task, method):
+            continue
+        try:
+            set_dotted(raw, field.key, _parse(field, value, data_root), SOURCE)
+        except TunesmithError as err:
+            errors[field.key] = str(err)
+    return raw, errors
+
+
+def _parse(field: FormField, value: str, data_root: Path) -> Any:
+    if field.key == "data.train":
+        return str(safe_path(data_root, value, "data.train"))
+    if field.key == "model.name":
+        return _model_name(value, data_root)
+    if field.kind == "textarea" or field.key in ("name", "data.label"):
+        return value  # templates and names are text, never parsed
+    try:
+        # The same parsing as `--set key=value` on the command line.
+        return yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise TunesmithError(f"{field.key}: cannot read {value!r}: {getattr(err, 'problem', err)}") from err
+
+
+def _model_name(value: str, data_root: Path) -> str:
+    # A local folder must lie under the data root; anything else is an embedded alias or a hub id.
+    looks_local = value.startswith((".", "/", "~", "\\")) or (data_root / value).exists()
+    return str(safe_path(data_root, value, "model.name")) if looks_local else value
+
+
+def validate_form(raw: dict[str, Any], errors: dict[str, str]) -> tuple[RunConfig | None, dict[str, str]]:
+    """Validate like the CLI; every problem is reported next to its field, in the CLI's words.
+
+    ``validate_config`` reports the first problem; dropping that key (its default applies) and validating
+    again finds the next one, so each message is exactly the one the CLI prints for that key.
+    """
+    trial = yaml.safe_load(yaml.safe_dump(raw))  # a deep copy to drop keys from
+    for _ in range(_MAX_ROUNDS):
+        try:
+            config = validate_config(trial, source=SOURCE)
+        except TunesmithError as err:
+            message = _MORE.sub("", str(err).removeprefix(f"{SOURCE}: "))
+            key = field_of(message)
+            errors.setdefault(key, message)
+            if key == GENERAL or not _drop(trial, key):
+                return None, errors
+            continue
+        return (config if not errors else None), errors
+    return None, errors
+
+
+def field_of(message: str) -> str:
+    """The form field a one-line error names (``train.learning_rate: ...``), or GENERAL."""
+    head = message.removeprefix("unknown key ").split(":", 1)[0].split(" ", 1)[0].strip()
+    return head if head in FIELD_KEYS else GENERAL
+
+
+def _drop(raw: dict[str, Any], key: str) -> bool:
+    node: Any = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
+
+
+def config_yaml(raw: dict[str, Any]) -> str:
+    """The config the form describes, as the YAML file a user could pass to ``tunesmith train``."""
+    return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,106 @@
+// tunesmith ui: the few behaviours htmx does not cover. No inline scripts (the CSP forbids them), no network
+// access beyond this server.
+"use strict";
+
+const POLL_MS = 2000;
+const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+
+// ---- charts: uPlot fed by a JSON endpoint {x: [...], series: {name: [...]}, live: bool} --------------------
+function buildChart(el, data) {
+  const names = Object.keys(data.series);
+  const opts = {
+    width: Math.max(320, el.clientWidth || 640),
+    height: 260,
+    scales: { x: { time: false } },
+    // Whole-number step ticks only.
+    axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "loss" }],
+    series: [{ label: "step" }].concat(names.map((name, i) => ({
+      label: name, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true,
+      points: { show: true, size: 5 },
+    }))),
+  };
+  const rows = [data.x].concat(names.map((name) => data.series[name]));
+  el.textContent = "";
+  return new uPlot(opts, rows, el);
+}
+
+async function refreshChart(el) {
+  let data;
+  try {
+    const response = await fetch(el.dataset.src, { headers: { Accept: "application/json" } });
+    if (!response.ok) return true;
+    data = await response.json();
+  } catch (err) {
+    return true; // the server may be restarting; try again
+  }
+  const key = Object.keys(data.series).join("|");
+  if (!el._plot || el._key !== key) {
+    if (el._plot) el._plot.destroy();
+    if (data.x.length) {
+      el._plot = buildChart(el, data);
+      el._key = key;
+    } else {
+      el.textContent = "no points logged yet";
+    }
+  } else if (String(data.points) !== el.dataset.points) {
+    el._plot.setData([data.x].concat(Object.keys(data.series).map((name) => data.series[name])));
+  }
+  el.dataset.points = String(data.points);
+  return data.live;
+}
+
+function startChart(el) {
+  if (el._started) return;
+  el._started = true;
+  const tick = async () => {
+    if (!document.body.contains(el)) return;
+    await refreshChart(el);
+    // Keep polling: a Resume or a new evaluation can add points after the run looked finished.
+    setTimeout(tick, POLL_MS);
+  };
+  tick();
+}
+
+// ---- New run: show only the fields of the chosen task and method ------------------------------------------
+function applyVisibility() {
+  const form = document.getElementById("new-run");
+  if (!form) return;
+  const task = form.querySelector("[name='task']").value;
+  const method = form.querySelector("[name='method.name']").value;
+  form.querySelectorAll(".field").forEach((field) => {
+    const tasks = field.dataset.tasks ? field.dataset.tasks.split(" ") : null;
+    const methods = field.dataset.methods ? field.dataset.methods.split(" ") : null;
+    field.hidden = (tasks && !tasks.includes(task)) || (methods && !methods.includes(method));
+  });
+}
+
+// Clicking a {column} chip inserts it into the template being edited.
+let lastTemplate = null;
+document.addEventListener("focusin", (event) => {
+  if (event.target.matches && event.target.matches("textarea.template")) lastTemplate = event.target;
+});
+document.addEventListener("click", (event) => {
+  const chip = event.target.closest && event.target.closest("button.column");
+  if (!chip || !lastTemplate) return;
+  const text = "{" + chip.dataset.column + "}";
+  const at = lastTemplate.selectionStart ?? lastTemplate.value.length;
+  lastTemplate.value = lastTemplate.value.slice(0, at) + text + lastTemplate.value.slice(lastTemplate.selectionEnd ?? at);
+  lastTemplate.focus();
+  lastTemplate.dispatchEvent(new Event("input", { bubbles: true }));
+});
+document.addEventListener("change", (event) => {
+  if (event.target.name === "task" || event.target.name === "method.name") applyVisibility();
+});
+
+function init(root) {
+  root.querySelectorAll(".chart[data-src]").forEach(startChart);
+  applyVisibility();
+  // A newly shown table changes what the preview can render: refresh it.
+  if (root.querySelector && root.querySelector("[data-refresh-preview]") && window.htmx) {
+    const form = document.getElementById("new-run");
+    if (form) htmx.trigger(form, "change");
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => init(document));
+document.addEventListener("htmx:afterSettle", (event) => init(event.target));

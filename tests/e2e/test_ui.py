@@ -1,0 +1,297 @@
+"""`tunesmith ui` as a user meets it: a real server process, a real browser (Debian's chromium via Playwright),
+real training processes on the tiny Llama; closing the UI mid-run leaves the run going, whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from fixtures import write_ads_csv
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def wait_for(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class UiServer:
+    """`python -m tunesmith.cli ui` in its own session (as if started in a terminal), on a free port."""
+
+    def __init__(self, root: Path, cache: Path) -> None:
+        self.root, self.port = root, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TUNESMITH_CACHE": str(cache), "TOKENIZERS_PARALLELISM": "false"}
+        command = [sys.executable, "-m", "tunesmith.cli", "ui", "--port", str(self.port)]
+        command += ["--data-root", str(root), "--runs", str(root / "runs")]
+        self.log = (root.parent / "ui.log").open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_for(self._up, 30, "the UI to answer /healthz")
+
+    def _up(self) -> bool:
+        assert self.process.poll() is None, (self.root.parent / "ui.log").read_text()
+        try:
+            return get(self.url + "/healthz") == b'{"status":"ok"}'
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture()
+def work(tmp_path: Path, tiny_llama: Path) -> Path:
+    root = tmp_path / "work"
+    shutil.copytree(tiny_llama, root / "models" / "tiny")  # a local model folder under the data root
+    return root
+
+
+def run_fields(name: str, steps: int, save_steps: int) -> dict[str, str]:
+    return {
+        "name": name,
+        "task": "causal_lm",
+        "model.name": "models/tiny",
+        "data.train": "ads.csv",
+        "data.prompt": "Write an ad for {product} aimed at {audience}.",
+        "data.response": "{ad_text}",
+        "data.eval_fraction": "0.25",
+        "method.name": "lora",
+        "method.r": "4",
+        "train.max_steps": str(steps),
+        "train.batch_size": "4",
+        "train.logging_steps": "1",
+        "train.save_steps": str(save_steps),
+        "train.learning_rate": "1e-3",
+        "eval.max_new_tokens": "8",
+    }
+
+
+def stop_trainers(work: Path) -> None:
+    # Runs live in their own sessions, so a failed test would leave them training: end them.
+    for marker in (work / "runs").glob("*/ui-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            os.kill(json.loads(marker.read_text())["pid"], signal.SIGKILL)
+
+
+def read_record(run_dir: Path) -> dict[str, object]:
+    try:
+        loaded = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def test_closing_the_ui_leaves_a_run_it_launched_going_and_whole(work: Path, tmp_path: Path) -> None:
+    write_ads_csv(work / "ads.csv")
+    server = UiServer(work, tmp_path / "cache")
+    try:
+        launched = urllib.request.Request(
+            server.url + "/new/launch", data=urlencode(run_fields("survivor", 24, 50)).encode(), method="POST"
+        )
+        with urllib.request.urlopen(launched, timeout=30) as response:
+            assert response.status == 200 and response.headers["HX-Redirect"].startswith("/run?id=survivor-")
+        (run_dir,) = (work / "runs").iterdir()
+        wait_for(lambda: read_record(run_dir).get("status") == "running", 90, "training to start")
+        trainer = json.loads((run_dir / "ui-train.json").read_text())["pid"]
+        killed_at = time.time()
+        # Ctrl-C in the UI's terminal reaches its whole process group; then kill it for good.
+        os.killpg(server.process.pid, signal.SIGINT)
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+        assert os.getpgid(trainer) != server.process.pid  # the run has its own session
+        done = wait_for(lambda: (r := read_record(run_dir)).get("status") not in (None, "running") and r, 120, "end")
+        assert done["status"] == "completed", (run_dir / "train.log").read_text()[-2000:]
+        assert done["train"]["steps"] == 24  # type: ignore[index]
+        finished = datetime.fromisoformat(str(done["finished_at"])).timestamp()
+        assert finished > killed_at, "the run ended before the UI was killed: nothing was tested; raise max_steps"
+        assert (run_dir / "model" / "adapter_model.safetensors").is_file()
+        steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert steps == sorted(steps) and steps[-1] == 24
+        # A reopened UI shows the run as it is.
+        reopened = UiServer(work, tmp_path / "cache")
+        try:
+            assert b'id="state" class="status-completed">completed' in get(f"{reopened.url}/run?id={run_dir.name}")
+        finally:
+            reopened.stop()
+    finally:
+        server.stop()
+        stop_trainers(work)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+def test_browser_journey(work: Path, tmp_path: Path) -> None:
+    """Upload, templates, preview, launch a 3-step run, live curve, stop/resume, the report, chat, compare."""
+    from playwright.sync_api import sync_playwright
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    upload = write_ads_csv(tmp_path / "ads.csv")  # on the user's disk, outside the data root: it is uploaded
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless=new"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        server = UiServer(work, tmp_path / "cache")
+        try:
+            journey(page, server, work, upload, shots)
+        finally:
+            page.screenshot(path=str(shots / "last.png"), full_page=True)
+            browser.close()
+            server.stop()
+            stop_trainers(work)
+        assert not errors, errors
+    if os.environ.get("TUNESMITH_UI_SCREENSHOT"):  # by hand: the README's picture
+        shutil.copy(shots / "01-new-run.png", os.environ["TUNESMITH_UI_SCREENSHOT"])
+
+
+def fill_new_run(page, server: UiServer, name: str, steps: int, save_steps: int) -> None:  # type: ignore[no-untyped-def]
+    page.goto(server.url + "/new")
+    for key, value in run_fields(name, steps, save_steps).items():
+        if key in ("task", "method.name", "data.train"):
+            continue
+        page.fill("#" + key.replace(".", "-"), value)
+    page.fill("#data-train", "uploads/ads.csv")
+    page.dispatch_event("#data-train", "change")
+
+
+def journey(page, server: UiServer, work: Path, upload: Path, shots: Path) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    started, phases = time.monotonic(), shots / "phases.txt"
+
+    def phase(name: str) -> None:  # where the wall time goes, for a person reading the test's output
+        with phases.open("a") as out:
+            out.write(f"{time.monotonic() - started:7.1f} s  {name}\n")
+
+    phase("upload")
+    # New run: upload the CSV, see its columns and first rows.
+    page.goto(server.url + "/new")
+    page.set_input_files("#upload-file", str(upload))
+    page.click("#upload-button")
+    expect(page.locator("#table-preview th").first).to_have_text("product")
+    expect(page.locator("#data-train")).to_have_value("uploads/ads.csv")
+    expect(page.locator("#table-preview td").first).to_have_text("coffee")
+
+    phase("templates and preview")
+    # Templates and settings; a bad value shows the CLI's message at its field, then the live preview.
+    for key, value in run_fields("first", 3, 3).items():
+        if key not in ("task", "method.name", "data.train"):
+            page.fill("#" + key.replace(".", "-"), value)
+    page.fill("#train-learning_rate", "-1")
+    expect(page.locator("#err-train-learning_rate")).to_have_text("train.learning_rate: Input should be greater than 0")
+    page.fill("#train-learning_rate", "1e-3")
+    expect(page.locator("#err-train-learning_rate")).to_have_text("", timeout=30_000)
+    expect(page.locator("#examples .example")).to_have_count(3)
+    expect(page.locator("#examples mark").first).to_contain_text("Hey students! Our coffee")
+    expect(page.locator(".problems")).to_contain_text("exact duplicate rows")
+    expect(page.locator("#yaml")).to_contain_text("max_steps: 3")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "01-new-run.png"))
+
+    phase("3-step run")
+    # Launch: the run page shows the curve as it is logged, then the completed run.
+    page.click("#launch")
+    page.wait_for_url(re.compile(r"/run\?id=first-"))
+    expect(page.locator("#curves canvas").first).to_be_visible(timeout=60_000)
+    expect(page.locator("#state")).to_have_text("completed", timeout=60_000)
+    expect(page.locator("#curves")).to_have_attribute("data-points", re.compile(r"^[4-9]$"))  # 3 losses + eval
+    page.screenshot(path=str(shots / "02-first-run.png"), full_page=True)
+    first_url = page.url
+
+    phase("stop and resume")
+    # A long run (it cannot end on its own during the test): watch the curve grow, Stop (as Ctrl-C does),
+    # Resume from the checkpoint the stop wrote, see it go on, stop it again.
+    fill_new_run(page, server, "second", steps=5000, save_steps=1000)
+    expect(page.locator("#examples .example")).to_have_count(3)
+    page.click("#launch")
+    page.wait_for_url(re.compile(r"/run\?id=second-"))
+    expect(page.locator("#curves")).to_have_attribute("data-points", re.compile(r"^([3-9]|\d\d+)$"), timeout=60_000)
+    page.screenshot(path=str(shots / "03-run.png"))
+    page.click("#stop")
+    expect(page.locator("#state")).to_have_text("interrupted", timeout=60_000)
+    stopped_at = int(page.locator("#step").inner_text())
+    page.click("#resume")
+    expect(page.locator("#state")).to_have_text("running", timeout=60_000)
+    page.wait_for_function(
+        "n => Number((document.getElementById('step') || {}).textContent) > n", arg=stopped_at, timeout=60_000
+    )
+    page.click("#stop")
+    expect(page.locator("#state")).to_have_text("interrupted", timeout=60_000)
+    second = next(p for p in (work / "runs").iterdir() if p.name.startswith("second-"))
+    record = json.loads((second / "run.json").read_text())
+    assert record["status"] == "interrupted" and len(record["resumed_at"]) == 1
+    logged = [json.loads(line) for line in (second / "metrics.jsonl").read_text().splitlines()]
+    losses = [row["step"] for row in logged if "loss" in row]
+    assert losses == list(range(1, losses[-1] + 1)) and losses[-1] > stopped_at  # resumed, no step lost or twice
+
+    phase("runs page")
+    # Runs: both listed; the report opens.
+    page.goto(server.url + "/runs")
+    expect(page.locator("table.runs tbody tr")).to_have_count(2)
+    expect(page.locator("table.runs tbody tr.status-completed")).to_have_count(1)
+    expect(page.locator("table.runs tbody tr.status-interrupted")).to_have_count(1)
+    page.screenshot(path=str(shots / "04-runs.png"), full_page=True)
+
+    phase("chat")
+    # Chat with the first run: tuned and base answers side by side.
+    page.goto(first_url)
+    page.click("#chat-link")
+    page.fill("#message", "Write an ad for tea aimed at students.")
+    page.click("#send")
+    expect(page.locator(".turn .answer.tuned .text")).to_be_visible(timeout=60_000)
+    expect(page.locator(".turn .answer.base .who")).to_have_text("base model")
+    page.screenshot(path=str(shots / "05-chat.png"), full_page=True)
+
+    phase("compare")
+    # Compare the two runs: differing keys, metrics with deltas, curves overlaid.
+    page.goto(server.url + "/compare")
+    for box in page.locator("input[name=run]").all():
+        box.check()
+    page.click("#compare-button")
+    expect(page.locator("table.diff")).to_contain_text("train.max_steps")
+    expect(page.locator("table.metrics")).to_contain_text("Δ")
+    expect(page.locator("#compare-curves canvas").first).to_be_visible()
+    page.screenshot(path=str(shots / "06-compare.png"), full_page=True)
+    phase("done")
