@@ -30,6 +30,10 @@ def load_model(resolved: ResolvedModel, cfg: ModelConfig, task: Task, **model_kw
     import torch
     from transformers import AutoConfig
 
+    if resolved.source == "run":
+        from tunesmith.models.run_model import load_run_weights
+
+        return load_run_weights(resolved, task, **model_kwargs)
     kwargs = _common_kwargs(resolved, cfg)
     try:
         model_config = AutoConfig.from_pretrained(resolved.location, **kwargs)

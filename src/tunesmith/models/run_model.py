@@ -52,6 +52,20 @@ def load_run_model(run_dir: Path) -> LoadedRun:
     return LoadedRun(run_dir, config, model, tokenizer, adapter, precision)
 
 
+def load_run_weights(resolved: ResolvedModel, task: str, **model_kwargs: Any) -> Any:
+    """A completed run's tuned model as plain weights (``model.name`` set to a run directory).
+
+    An adapter is merged into its base in memory, so the next method starts from the tuned model as if it
+    were a pre-trained one; a full fine-tune's weights load as they are.
+    """
+    run_dir = Path(resolved.location).parent
+    run = load_run_model(run_dir)
+    if run.config.task != task:
+        raise TunesmithError(f"model.name {resolved.name!r}: that run's task is {run.config.task}, not {task}")
+    model = run.model.merge_and_unload() if run.adapter else run.model
+    return model.train()
+
+
 def load_base_model(run: LoadedRun) -> Any:
     """The untouched pre-trained model of a run (for full fine-tunes; adapters just switch off)."""
     cfg = run.config

@@ -75,7 +75,7 @@ def train(
     check_trackers(cfg.track)
     checkpoint = _check_resumable(resume) if resume is not None else None
     with watch.measure("setup"):
-        tables = read_tables(cfg.data, cfg.task)
+        tables = _read_tables(cfg)
         session = _load(cfg, tables)
     run_dir = resume or run_dir or new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
@@ -133,7 +133,24 @@ def _index(record: RunRecord, model_card: bool = False) -> None:
 
 
 # What the end-of-run line shows (the rest is in run.json).
-SUMMARY_METRICS = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_macro_f1", "eval_bleu", "eval_rougeL")
+SUMMARY_METRICS = (
+    "eval_loss",
+    "eval_perplexity",
+    "eval_accuracy",
+    "eval_macro_f1",
+    "eval_bleu",
+    "eval_rougeL",
+    "eval_reward_accuracy",
+    "eval_reward_margin",
+)
+
+
+def _read_tables(cfg: RunConfig) -> Tables:
+    if cfg.train.objective != "sft":
+        from tunesmith.data.preference import read_preference_tables
+
+        return read_preference_tables(cfg.data)
+    return read_tables(cfg.data, cfg.task)
 
 
 def train_from_file(
@@ -156,7 +173,12 @@ def _load(cfg: RunConfig, tables: Tables) -> _Session:
     precision = resolve_precision(cfg.train.precision)
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(resolved, cfg.model)
-    data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
+    if cfg.train.objective != "sft":
+        from tunesmith.data.preference import prepare_preference_data
+
+        data = prepare_preference_data(cfg, tables, tokenizer)
+    else:
+        data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
     model = apply_method(load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels)), cfg.method, cfg.task)
@@ -187,6 +209,7 @@ def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str
     if precision == "bf16" and method.adapter and method.packing:
         cast_frozen_weights(model)
     packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    packing = packing and cfg.train.objective == "sft"  # preference pairs are padded per batch by TRL
     if packing and cfg.model.attn_implementation is None:
         use_varlen_attention(model)
     return bool(packing)
@@ -244,6 +267,12 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    if cfg.train.objective != "sft":
+        from tunesmith.train.preference import build_preference_trainer
+
+        trainer = build_preference_trainer(cfg, session, _training_values(cfg, session, run_dir), callbacks)
+        trainer.remove_callback(PrinterCallback)
+        return trainer, progress
     if cfg.train.gradient_checkpointing and session.adapter:
         session.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
     trainer = TokenLossTrainer(  # eval_loss per target token, the same for any eval batching
@@ -272,8 +301,14 @@ def _loss_arguments(cfg: RunConfig, session: _Session) -> dict[str, Any]:
 
 
 def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any:
-    import torch
     from transformers import TrainingArguments
+
+    return TrainingArguments(**_training_values(cfg, session, run_dir))
+
+
+def _training_values(cfg: RunConfig, session: _Session, run_dir: Path) -> dict[str, Any]:
+    # The TrainingArguments of a run, as keywords (TRL's configs extend them with their own).
+    import torch
 
     from tunesmith.train.distributed import engine_arguments
 
@@ -284,7 +319,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
     keep_best = has_eval and (early_stopping or select_by != "eval_loss")
     eval_steps = t.eval_steps or (t.save_steps if keep_best else None)
     eval_strategy = "no" if not has_eval else ("steps" if eval_steps else "epoch")
-    return TrainingArguments(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=cfg.eval.batch_size,
@@ -338,6 +373,10 @@ def check_selection(cfg: RunConfig) -> None:
 
     during = ["accuracy", "macro_f1"] if cfg.task == "classification" else list(cfg.eval.metrics or [])
     produced = {f"eval_{key}" for metric in build_metrics(during).values() for key in metric.compute()}
+    if cfg.train.objective != "sft":
+        from tunesmith.train.preference import EVAL_METRICS
+
+        produced |= {f"eval_{key}" for key in EVAL_METRICS}
     name = selection_metric(cfg)
     if name not in produced | {"eval_loss"}:
         raise TunesmithError(
@@ -360,7 +399,7 @@ def _evaluate_and_save(cfg: RunConfig, session: _Session, trainer: Any, run_dir:
     metrics: dict[str, float] = {}
     if session.data.eval is not None:
         metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
-        if "eval_loss" in metrics and cfg.task != "classification":
+        if "eval_loss" in metrics and cfg.task != "classification" and cfg.train.objective == "sft":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
