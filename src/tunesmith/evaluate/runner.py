@@ -42,6 +42,11 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
         from tunesmith.evaluate.classify import evaluate_classification
 
         return evaluate_classification(run_dir, data, limit)
+    pairs = None
+    if config.train.objective != "sft":  # preference runs: chosen is the reference, pairs get scored
+        from tunesmith.evaluate.preference import eval_pairs, generation_view, preference_scores
+
+        pairs, config = eval_pairs(config, data)[:limit], generation_view(config)
     names = metric_names(config)
     source = read_source(config, data)
     if source.tables is not None and source.tables.sha256 != record.data.get("data", {}).get("sha256"):
@@ -51,10 +56,14 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens)
     say(f"eval: {eval_set.description['inputs']} inputs, {eval_set.description['pairs']} references")
     tuned = score_model(run.model, run, eval_set, names, decoding)
+    if pairs is not None:
+        tuned.metrics |= preference_scores(run.model, run, pairs)
     baseline = None
     if base:
         with base_model_view(run) as base_model:
             baseline = score_model(base_model, run, eval_set, names, decoding)
+            if pairs is not None:
+                baseline.metrics |= preference_scores(base_model, run, pairs)
     report = EvalReport(
         run_dir=run_dir,
         data=eval_set.description,

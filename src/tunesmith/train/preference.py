@@ -49,7 +49,7 @@ def build_preference_trainer(cfg: RunConfig, session: Any, values: dict[str, Any
     trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=session.data.train,
+        train_dataset=session.data.train.shuffle(seed=cfg.train.seed) if objective == "kto" else session.data.train,
         eval_dataset=session.data.eval,
         processing_class=session.tokenizer,
         callbacks=[PreferenceMetricNames(), *callbacks],
@@ -77,7 +77,8 @@ def _arguments(cfg: RunConfig, values: dict[str, Any], full: bool) -> dict[str, 
     # Rows are pairs of unequal lengths, padded per batch; TRL picks its own columns and labels.
     args = {k: v for k, v in values.items() if k not in ("label_names", "remove_unused_columns")}
     args |= {
-        "train_sampling_strategy": "random",
+        # KTO's KL term pairs each row with its neighbours in a fixed order: the rows are shuffled once, by seed.
+        "train_sampling_strategy": "sequential" if t.objective == "kto" else "random",
         "include_num_input_tokens_seen": "non_padding" if t.objective == "dpo" else "no",
         "max_length": cfg.data.max_length,
         "beta": preference_beta(t),
@@ -87,6 +88,8 @@ def _arguments(cfg: RunConfig, values: dict[str, Any], full: bool) -> dict[str, 
         args["precompute_ref_log_probs"] = full
     if t.objective == "dpo":
         args["loss_type"] = [t.loss_type or "sigmoid"]
+    if t.objective in ("orpo", "simpo"):
+        args["remove_unused_columns"] = False  # their collator reads the text columns
     if t.objective == "simpo":
         # SimPO is CPO's simpo loss without CPO's behaviour-cloning term.
         args |= {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": t.simpo_gamma}
