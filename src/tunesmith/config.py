@@ -381,8 +381,6 @@ def _check_preference(cfg: RunConfig) -> None:
         raise ValueError(f"train.loss_type applies to train.objective dpo only (objective is {objective})")
     if train.loss_type is not None and train.loss_type not in DPO_LOSS_TYPES:
         raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
-    if train.packing and "packing" in train.model_fields_set:
-        raise ValueError(f"train.packing: preference objectives pad each pair; set it to false for {objective}")
 
 
 def preference_beta(cfg: TrainConfig) -> float:

@@ -149,11 +149,23 @@ def prepare_preference_data(cfg: RunConfig, tables: Tables, tokenizer: PreTraine
     data = cfg.data
     train_rows, eval_rows, dropped = preference_rows(data, tables)
     stats = DataStats(rows_read=len(tables.train), dropped_empty=dropped, max_length=data.max_length)
+    if cfg.train.objective == "kto":
+        # KTO learns from single answers: a pair is one desirable and one undesirable row (TRL would unpair it
+        # too, but into all chosen rows first, which a KTO batch, read in order, must not see).
+        train_rows, eval_rows = unpaired(train_rows), unpaired(eval_rows)
     train = _dataset(train_rows, tokenizer, data, stats)
     evaluation = _dataset(eval_rows, tokenizer, data, stats, count=False) if eval_rows else None
     stats.train_rows, stats.eval_rows = len(train_rows), len(eval_rows)
-    eval_pairs = [Pair(r.prompt, r.chosen) for r in eval_rows if r.paired or r.desirable]
+    eval_pairs = [Pair(r.prompt, r.chosen) for r in eval_rows if r.paired or r.desirable]  # generation references
     return PreparedData(train, evaluation, eval_pairs, stats, tables.sha256, None)
+
+
+def unpaired(rows: list[PreferenceRow]) -> list[PreferenceRow]:
+    """Each pair as two single-answer rows: its chosen answer desirable, its rejected one not."""
+    if not rows or not rows[0].paired:
+        return rows
+    single = [[PreferenceRow(r.prompt, r.chosen, "", True), PreferenceRow(r.prompt, r.rejected, "", False)] for r in rows]
+    return [row for both in single for row in both]
 
 
 def _dataset(
@@ -170,7 +182,7 @@ def _dataset(
     if count:
         # TRL truncates each prompt + answer to data.max_length; count what it will cut, and the tokens trained on.
         sequences = [p + a for p, a in zip(prompts, answers, strict=True)]
-        sequences += [p + r for p, r in zip(prompts, rejected, strict=True)]
+        sequences += [p + r for p, r in zip(prompts, rejected, strict=True)] if paired else []
         lengths = [len(ids) for ids in tokenizer(sequences, add_special_tokens=False)["input_ids"]] if sequences else []
         stats.train_tokens = sum(lengths)
         stats.truncated = sum(1 for n in lengths if n > cfg.max_length)
