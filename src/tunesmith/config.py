@@ -380,7 +380,8 @@ def _check_preference(cfg: RunConfig) -> None:
     if train.loss_type is not None and objective != "dpo":
         raise ValueError(f"train.loss_type applies to train.objective dpo only (objective is {objective})")
     if train.loss_type is not None and train.loss_type not in DPO_LOSS_TYPES:
-        raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {', '.join(DPO_LOSS_TYPES)}")
+        known = ", ".join(DPO_LOSS_TYPES)
+        raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {known}")
 
 
 def preference_beta(cfg: TrainConfig) -> float:

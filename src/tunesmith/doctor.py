@@ -178,12 +178,16 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
 
     quiet_libraries()
     report = Diagnosis(source, cfg.task, cfg.model.name, cfg.method.name)
+    _check_trackers(report, cfg)
+    if cfg.train.objective != "sft":  # pairs of answers: their own checks
+        from tunesmith.preference_doctor import diagnose_preferences
+
+        return diagnose_preferences(report, cfg)
     tables = read_tables(cfg.data, cfg.task)
     templates = list(task_templates(cfg.data, cfg.task).values())
     report.rows = {"read": len(tables.train) + (len(tables.eval) if tables.eval is not None else 0)}
     report.empty_cells = empty_cells(tables, templates, label_column(cfg.data))
     _check_labels(report, cfg, tables)
-    _check_trackers(report, cfg)
     train_rows = _render_rows(tables.train, templates)
     eval_rows = _render_rows(tables.eval, templates) if tables.eval is not None else None
     _check_duplicates(report, train_rows)

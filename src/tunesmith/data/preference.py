@@ -69,9 +69,8 @@ def read_preference_tables(cfg: DataConfig) -> Tables:
 def desirable_flags(frame: pd.DataFrame, column: str, source: Path) -> list[bool]:
     """The data.desirable column as booleans; any other value fails naming its row (1 = first data row)."""
     if column not in frame.columns:
-        raise TunesmithError(
-            f"data.desirable: column {column!r} is not in {source}", hint=f"columns: {', '.join(map(str, frame.columns))}"
-        )
+        columns = ", ".join(map(str, frame.columns))
+        raise TunesmithError(f"data.desirable: column {column!r} is not in {source}", hint=f"columns: {columns}")
     flags = []
     for number, value in enumerate(frame[column].tolist(), start=1):
         flag = _as_bool(value)
@@ -164,8 +163,9 @@ def unpaired(rows: list[PreferenceRow]) -> list[PreferenceRow]:
     """Each pair as two single-answer rows: its chosen answer desirable, its rejected one not."""
     if not rows or not rows[0].paired:
         return rows
-    single = [[PreferenceRow(r.prompt, r.chosen, "", True), PreferenceRow(r.prompt, r.rejected, "", False)] for r in rows]
-    return [row for both in single for row in both]
+    good = [PreferenceRow(r.prompt, r.chosen, "", True) for r in rows]
+    bad = [PreferenceRow(r.prompt, r.rejected, "", False) for r in rows]
+    return [row for both in zip(good, bad, strict=True) for row in both]
 
 
 def _dataset(

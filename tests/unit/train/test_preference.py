@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures import write_ads_csv, write_config
 from transformers import TrainerCallback
 
+from fixtures import write_ads_csv, write_config
 from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
 from tunesmith.train.runner import train
