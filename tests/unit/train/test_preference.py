@@ -242,3 +242,21 @@ def test_an_unfinished_run_directory_is_not_a_starting_point(tmp_path: Path, tin
     cfg = pref_config(tmp_path, run, pairs)
     with pytest.raises(TunesmithError, match=r"the run is interrupted, not completed"):
         train(cfg, output_dir=tmp_path / "runs")
+
+
+def test_tune_takes_reward_accuracy_as_the_metric_of_a_preference_study(
+    tmp_path: Path, tiny_llama: Path, pairs: Path
+) -> None:
+    from tunesmith.config import TuneConfig
+    from tunesmith.tune.space import check_space, trial_config
+    from tunesmith.tune.study import metric_key
+
+    cfg = pref_config(tmp_path, tiny_llama, pairs)
+    assert metric_key(cfg, "reward_accuracy", "c.yaml") == ("eval_reward_accuracy", None)
+    with pytest.raises(TunesmithError, match=r"train.objective dpo does not produce 'bleu'"):
+        metric_key(cfg, "bleu", "c.yaml")
+    cfg.tune = TuneConfig(space={"train.beta": {"loguniform": [0.05, 0.5]}, "train.learning_rate": {"choice": [1e-3]}})
+    assert {param.key for param in check_space(cfg, "c.yaml")} == {"train.beta", "train.learning_rate"}
+    from tunesmith.tune.space import base_mapping
+
+    assert trial_config(base_mapping(cfg), {"train.beta": 0.3}).train.beta == 0.3
