@@ -150,4 +150,3 @@ def _examples(rows: list[PreferenceRow], tokenizer: Any, cfg: RunConfig) -> list
             label = side if row.desirable is None else f"{side} (desirable: {str(row.desirable).lower()})"
             examples.append(Example(number, tokens, stats.lengths[0], label))
     return examples
-

@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 
 from fixtures import write_config
-
 from tunesmith.config import load_config
 from tunesmith.doctor import diagnose
 

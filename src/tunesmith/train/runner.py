@@ -226,6 +226,7 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
         "name": cfg.name,
         "task": cfg.task,
         "method": cfg.method.name,
+        "objective": cfg.train.objective,
         "model": {
             "name": cfg.model.name,
             "source": session.resolved.source,
