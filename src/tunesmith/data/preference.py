@@ -19,7 +19,7 @@ from tunesmith.config import DataConfig, RunConfig
 from tunesmith.data.prepare import DataStats, PreparedData, Tables
 from tunesmith.data.render import Pair
 from tunesmith.data.tables import read_table
-from tunesmith.data.templates import check_columns, render, template_columns
+from tunesmith.data.templates import check_columns, render
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
@@ -103,16 +103,12 @@ def render_preference_rows(frame: pd.DataFrame, cfg: DataConfig, source: Path) -
     rows, dropped = [], 0
     records = [{str(k): v for k, v in r.items()} for r in frame.to_dict(orient="records")]
     for record, flag in zip(records, flags, strict=True):
-        texts = [render(t or "", record) if _uses_columns(t) else (t or "") for t in templates.values()]
+        texts = [render(t or "", record) for t in templates.values()]
         if any(not text for text in texts):
             dropped += 1
             continue
         rows.append(PreferenceRow(texts[0], texts[1], texts[2] if flag is None else "", flag))
     return rows, dropped
-
-
-def _uses_columns(template: str | None) -> bool:
-    return bool(template) and bool(template_columns(template or "", "template"))
 
 
 def split_rows(
