@@ -77,7 +77,7 @@ def desirable_flags(frame: pd.DataFrame, column: str, source: Path) -> list[bool
         if flag is None:
             raise TunesmithError(
                 f"data.desirable: row {number} of {source} has {value!r} in column {column!r}, not a boolean",
-                hint="use true/false (also accepted: yes/no, 1/0)",
+                hint="use true or false; yes/no and 1/0 also work",
             )
         flags.append(flag)
     return flags
