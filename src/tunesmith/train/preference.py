@@ -24,6 +24,7 @@ from transformers import TrainerCallback
 
 from tunesmith.config import RunConfig, preference_beta
 from tunesmith.console import say
+from tunesmith.errors import TunesmithError
 
 # TRL's metric names -> ours in metrics.jsonl (and the eval_ prefixed ones the Trainer reports).
 METRIC_NAMES = {
@@ -59,6 +60,17 @@ def build_preference_trainer(cfg: RunConfig, session: Any, values: dict[str, Any
     session.model = trainer.model  # the peft-wrapped model when TRL added the adapter
     say(reference_note(cfg, peft_config is not None, session.resolved.location))
     return trainer
+
+
+def require_trl(objective: str) -> None:
+    """Fail before any model loads when TRL, which the preference objectives train with, is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is None:
+        raise TunesmithError(
+            f"train.objective {objective} needs TRL, which is not installed",
+            hint="pip install 'tunesmith[prefs]' (Python 3.11+)",
+        )
 
 
 def split_adapter(model: Any) -> tuple[Any, Any]:

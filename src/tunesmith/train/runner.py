@@ -148,7 +148,9 @@ SUMMARY_METRICS = (
 def _read_tables(cfg: RunConfig) -> Tables:
     if cfg.train.objective != "sft":
         from tunesmith.data.preference import read_preference_tables
+        from tunesmith.train.preference import require_trl
 
+        require_trl(cfg.train.objective)
         return read_preference_tables(cfg.data)
     return read_tables(cfg.data, cfg.task)
 
