@@ -101,6 +101,14 @@ def test_each_objective_trains_with_lora(tmp_path: Path, tiny_llama: Path, pairs
     assert any("reward_margin" in line for line in metric_lines(result.run_dir) if "eval_loss" not in line)
 
 
+@pytest.mark.parametrize("method", ["ia3", "prompt_tuning"])
+def test_dpo_trains_other_adapter_methods(tmp_path: Path, tiny_llama: Path, pairs: Path, method: str) -> None:
+    cfg = pref_config(tmp_path, tiny_llama, pairs, method={"name": method})
+    result = train(cfg, output_dir=tmp_path / "runs")
+    assert (result.run_dir / "model" / "adapter_config.json").is_file()
+    assert json.loads((result.run_dir / "model" / "adapter_config.json").read_text())["peft_type"] == method.upper()
+
+
 def test_kto_trains_from_single_answers_with_a_boolean_column(tmp_path: Path, tiny_llama: Path) -> None:
     table = write_ads_csv(tmp_path / "ads.csv")
     rows = list(csv.reader(table.open()))
