@@ -94,16 +94,16 @@ def test_eval_reports_preference_accuracy_for_base_and_tuned(dpo_run: Path) -> N
 
 @pytest.mark.parametrize("objective", ["orpo", "simpo", "kto"])
 def test_each_objective_trains_with_lora(tmp_path: Path, tiny_llama: Path, pairs: Path, objective: str) -> None:
-    cfg = pref_config(tmp_path, tiny_llama, pairs, objective)
+    cfg = pref_config(tmp_path, tiny_llama, pairs, objective, data={"eval_fraction": 0})  # no eval: faster
     result = train(cfg, output_dir=tmp_path / "runs")
     assert json.loads((result.run_dir / "run.json").read_text())["status"] == "completed"
-    assert "eval_reward_margin" in result.metrics
-    assert any("reward_margin" in line for line in metric_lines(result.run_dir) if "eval_loss" not in line)
+    logged = [line for line in metric_lines(result.run_dir) if "loss" in line]
+    assert len(logged) == 2 and all(any(key.startswith("reward_") for key in line) for line in logged)
 
 
 @pytest.mark.parametrize("method", ["ia3", "prompt_tuning"])
 def test_dpo_trains_other_adapter_methods(tmp_path: Path, tiny_llama: Path, pairs: Path, method: str) -> None:
-    cfg = pref_config(tmp_path, tiny_llama, pairs, method={"name": method})
+    cfg = pref_config(tmp_path, tiny_llama, pairs, method={"name": method}, data={"eval_fraction": 0})
     result = train(cfg, output_dir=tmp_path / "runs")
     assert (result.run_dir / "model" / "adapter_config.json").is_file()
     assert json.loads((result.run_dir / "model" / "adapter_config.json").read_text())["peft_type"] == method.upper()
