@@ -19,6 +19,7 @@ from tunesmith.errors import TunesmithError
 
 Task = Literal["causal_lm", "seq2seq", "classification"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+Objective = Literal["sft", "dpo", "orpo", "simpo", "kto"]
 
 
 class _Section(BaseModel):
@@ -66,6 +67,12 @@ class DataConfig(_Section):
     max_length: int = Field(512, ge=8, description="Tokens per example; longer rows are truncated and counted.")
     loss_on: Literal["response", "all"] = Field(
         "response", description="Which tokens carry loss: only the response (default) or the whole example."
+    )
+    # Preference objectives (train.objective dpo, orpo, simpo, kto): see PreferenceData below.
+    chosen: str | None = Field(None, description="Preferred answer template with {column} placeholders (dpo...).")
+    rejected: str | None = Field(None, description="Dispreferred answer template with {column} placeholders.")
+    desirable: str | None = Field(
+        None, description="KTO without pairs: boolean column saying whether data.response is a desirable answer."
     )
 
 
@@ -139,6 +146,22 @@ class TrainConfig(_Section):
         "eval_loss stays the unweighted mean per eval row.",
     )
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    # Preference tuning (TRL); the checks are in _check_preference below.
+    objective: Objective = Field(
+        "sft",
+        description="sft: supervised (prompt -> response); dpo, orpo, simpo: pairs of a chosen and a rejected "
+        "answer (data.chosen, data.rejected); kto: pairs, or single answers with a boolean data.desirable column.",
+    )
+    beta: float | None = Field(
+        None,
+        gt=0,
+        description="Preference strength: how far the model may move from the reference (dpo, kto) or the weight "
+        "of the preference term (orpo, simpo); unset: dpo/orpo/kto 0.1, simpo 2.0.",
+    )
+    loss_type: str | None = Field(
+        None, description="DPO loss (TRL): sigmoid (default), ipo, hinge, robust, sigmoid_norm, apo_zero, ..."
+    )
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin.")
 
 
 class ExportConfig(_Section):
@@ -340,6 +363,47 @@ def _check_distribution(key: str, spec: dict[str, Any]) -> None:
         raise ValueError(f"{key}: when must map dotted keys to a value or a list of values, e.g. {{method.name: lora}}")
 
 
+# --- Preference objectives: the knobs' defaults and the checks, in one place. ---
+DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "kto": 0.1}  # TRL's, and the SimPO paper's 2.0
+DPO_LOSS_TYPES = (
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
+    "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
+)  # fmt: skip
+
+
+def _check_preference(cfg: RunConfig) -> None:
+    """train.objective dpo/orpo/simpo/kto: the task, the data templates and the knobs that apply."""
+    objective, data, train = cfg.train.objective, cfg.data, cfg.train
+    if cfg.task != "causal_lm":
+        raise ValueError(f"train.objective {objective} needs task causal_lm (got task {cfg.task})")
+    if not data.prompt:
+        raise ValueError(f"data.prompt is required for train.objective {objective}")
+    pairs = bool(data.chosen and data.rejected)
+    if bool(data.chosen) != bool(data.rejected):
+        missing = "data.rejected" if data.chosen else "data.chosen"
+        raise ValueError(f"{missing} is required with {'data.chosen' if data.chosen else 'data.rejected'}")
+    if objective != "kto" and not pairs:
+        raise ValueError(
+            f"data.chosen and data.rejected are required for train.objective {objective} "
+            "(templates of the preferred and the dispreferred answer)"
+        )
+    if objective == "kto" and not pairs and not (data.response and data.desirable):
+        raise ValueError(
+            "train.objective kto needs data.chosen + data.rejected, or data.response + data.desirable "
+            "(the boolean column that says whether the response is desirable)"
+        )
+    if train.loss_type is not None and objective != "dpo":
+        raise ValueError(f"train.loss_type applies to train.objective dpo only (objective is {objective})")
+    if train.loss_type is not None and train.loss_type not in DPO_LOSS_TYPES:
+        known = ", ".join(DPO_LOSS_TYPES)
+        raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {known}")
+
+
+def preference_beta(cfg: TrainConfig) -> float:
+    """train.beta, or the objective's default."""
+    return cfg.beta if cfg.beta is not None else DEFAULT_BETA[cfg.objective]
+
+
 # The data keys each task reads: (input template, target template or label column).
 TASK_DATA_KEYS: dict[str, tuple[str, str]] = {
     "causal_lm": ("prompt", "response"),
@@ -379,6 +443,9 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _templates_for_task(self) -> RunConfig:
+        if self.train.objective != "sft":
+            _check_preference(self)
+            return self
         for key in TASK_DATA_KEYS[self.task]:
             if not getattr(self.data, key):
                 raise ValueError(f"data.{key} is required for task {self.task}")

@@ -24,5 +24,10 @@ def test_the_two_foundation_examples_exist() -> None:
 @pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.parent.name)
 def test_example_config_and_data_agree(config: Path) -> None:
     cfg = load_config(config)
-    tables = read_tables(cfg.data, cfg.task)
+    if cfg.train.objective != "sft":
+        from tunesmith.data.preference import read_preference_tables
+
+        tables = read_preference_tables(cfg.data)
+    else:
+        tables = read_tables(cfg.data, cfg.task)
     assert len(tables.train) >= 150

@@ -43,6 +43,11 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
         from tunesmith.evaluate.classify import evaluate_classification
 
         return evaluate_classification(run_dir, data, limit)
+    pairs = None
+    if config.train.objective != "sft":  # preference runs: chosen is the reference, pairs get scored
+        from tunesmith.evaluate.preference import eval_pairs, generation_view, preference_scores
+
+        pairs, config = eval_pairs(config, data)[:limit], generation_view(config)
     names = metric_names(config)
     source = read_source(config, data)
     if source.tables is not None and source.tables.sha256 != record.data.get("data", {}).get("sha256"):
@@ -57,7 +62,13 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     if base:  # first, while the adapter is still separate from the base weights
         with base_model_view(run) as base_model:
             baseline = score_model(base_model, run, eval_set, names, decoding, watch, "base")
+            if pairs is not None:
+                with watch.measure("base preference"):
+                    baseline.metrics |= preference_scores(base_model, run, pairs)
     tuned = score_model(inference_model(run), run, eval_set, names, decoding, watch, "tuned")
+    if pairs is not None:
+        with watch.measure("tuned preference"):
+            tuned.metrics |= preference_scores(run.model, run, pairs)
     say("eval time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in watch.timings.items()))
     report = EvalReport(
         run_dir=run_dir,

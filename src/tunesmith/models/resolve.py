@@ -13,7 +13,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.models.embedded import EMBEDDED
 from tunesmith.models.gguf import converted_gguf
 
-Source = Literal["embedded", "gguf", "local", "hub"]
+Source = Literal["embedded", "gguf", "local", "hub", "run"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
         if not path.is_file():
             raise TunesmithError(f"model.name {name!r}: GGUF file not found")
         return ResolvedModel(name, str(converted_gguf(path.resolve())), "gguf")
+    if path.is_dir() and (path / "run.json").is_file():
+        return _resolve_run(name, path)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TunesmithError(
@@ -52,6 +54,21 @@ def resolve_model(name: str, revision: str | None = None) -> ResolvedModel:
     if _looks_like_path(name):
         raise TunesmithError(f"model.name {name!r}: no such file or directory")
     return _resolve_hub_id(name, revision)
+
+
+def _resolve_run(name: str, run_dir: Path) -> ResolvedModel:
+    # A completed run is a starting point (SFT, then preference tuning): its tuned weights in model/.
+    from tunesmith.rundir import RunRecord
+
+    status = RunRecord(run_dir).status
+    if status != "completed":
+        raise TunesmithError(
+            f"model.name {name!r}: the run is {status}, not completed; only a completed run can be a starting point",
+            hint=f"finish it first: tunesmith train CONFIG --resume {run_dir}",
+        )
+    if not (run_dir / "model").is_dir():
+        raise TunesmithError(f"model.name {name!r}: the run has no model/ directory")
+    return ResolvedModel(name, str((run_dir / "model").resolve()), "run")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.config import RunConfig
+from tunesmith.config import ModelConfig, RunConfig, Task
 from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import head_kwargs, load_model, load_tokenizer
 from tunesmith.models.resolve import ResolvedModel, resolve_model
@@ -43,7 +43,9 @@ def load_run_model(run_dir: Path) -> LoadedRun:
         from peft import PeftModel
 
         labels = head_kwargs(record.data.get("labels"))
-        base = load_model(resolve_model(config.model.name, config.model.revision), config.model, config.task, **labels)
+        base = load_weights(
+            resolve_model(config.model.name, config.model.revision), config.model, config.task, **labels
+        )
         model: Any = PeftModel.from_pretrained(base, str(model_dir))
     else:
         model = load_model(saved, config.model, config.task)
@@ -52,11 +54,32 @@ def load_run_model(run_dir: Path) -> LoadedRun:
     return LoadedRun(run_dir, config, model, tokenizer, adapter, precision)
 
 
+def load_weights(resolved: ResolvedModel, cfg: ModelConfig, task: Task, **model_kwargs: Any) -> Any:
+    """The weights ``model.name`` resolved to: a pre-trained model, or (a run directory) that run's tuned model."""
+    if resolved.source == "run":
+        return load_run_weights(resolved, task, **model_kwargs)
+    return load_model(resolved, cfg, task, **model_kwargs)
+
+
+def load_run_weights(resolved: ResolvedModel, task: str, **model_kwargs: Any) -> Any:
+    """A completed run's tuned model as plain weights (``model.name`` set to a run directory).
+
+    An adapter is merged into its base in memory, so the next method starts from the tuned model as if it
+    were a pre-trained one; a full fine-tune's weights load as they are.
+    """
+    run_dir = Path(resolved.location).parent
+    run = load_run_model(run_dir)
+    if run.config.task != task:
+        raise TunesmithError(f"model.name {resolved.name!r}: that run's task is {run.config.task}, not {task}")
+    model = run.model.merge_and_unload() if run.adapter else run.model
+    return model.train()
+
+
 def load_base_model(run: LoadedRun) -> Any:
     """The untouched pre-trained model of a run (for full fine-tunes; adapters just switch off)."""
     cfg = run.config
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
-    return load_model(resolved, cfg.model, cfg.task, **_saved_head(run)).eval()
+    return load_weights(resolved, cfg.model, cfg.task, **_saved_head(run)).eval()
 
 
 @contextlib.contextmanager

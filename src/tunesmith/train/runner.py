@@ -82,7 +82,7 @@ def train(
     check_trackers(cfg.track)
     checkpoint = _check_resumable(resume) if resume is not None else None
     with watch.measure("data"):
-        tables = read_tables(cfg.data, cfg.task)
+        tables = _read_tables(cfg)
     session = _load(cfg, tables, watch)
     run_dir = resume or run_dir or new_run_dir(output_dir, cfg.name)
     record = _start_record(run_dir, cfg, session, resume is not None)
@@ -174,7 +174,26 @@ def _index(record: RunRecord, model_card: bool = False) -> None:
 
 
 # What the end-of-run line shows (the rest is in run.json).
-SUMMARY_METRICS = ("eval_loss", "eval_perplexity", "eval_accuracy", "eval_macro_f1", "eval_bleu", "eval_rougeL")
+SUMMARY_METRICS = (
+    "eval_loss",
+    "eval_perplexity",
+    "eval_accuracy",
+    "eval_macro_f1",
+    "eval_bleu",
+    "eval_rougeL",
+    "eval_reward_accuracy",
+    "eval_reward_margin",
+)
+
+
+def _read_tables(cfg: RunConfig) -> Tables:
+    if cfg.train.objective != "sft":
+        from tunesmith.data.preference import read_preference_tables
+        from tunesmith.train.preference import require_trl
+
+        require_trl(cfg.train.objective)
+        return read_preference_tables(cfg.data)
+    return read_tables(cfg.data, cfg.task)
 
 
 def train_from_file(
@@ -188,8 +207,9 @@ def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch) -> _Session:
     from transformers import set_seed
 
     from tunesmith.methods import apply_method, get_method, parameter_counts
-    from tunesmith.models import head_kwargs, load_model, load_tokenizer, resolve_model
+    from tunesmith.models import head_kwargs, load_tokenizer, resolve_model
     from tunesmith.models.precision import resolve_precision
+    from tunesmith.models.run_model import load_weights
     from tunesmith.train.distributed import check_engine
 
     method = get_method(cfg.method.name)
@@ -199,11 +219,16 @@ def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch) -> _Session:
         resolved = resolve_model(cfg.model.name, cfg.model.revision)
         tokenizer = load_tokenizer(resolved, cfg.model)
     with watch.measure("data"):
-        data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
+        if cfg.train.objective != "sft":
+            from tunesmith.data.preference import prepare_preference_data
+
+            data = prepare_preference_data(cfg, tables, tokenizer)
+        else:
+            data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
     with watch.measure("model"):
-        model = load_model(resolved, cfg.model, cfg.task, **head_kwargs(data.labels))
+        model = load_weights(resolved, cfg.model, cfg.task, **head_kwargs(data.labels))
         model = apply_method(model, cfg.method, cfg.task)
         packing = prepare_for_training(cfg, model, method, precision[0])
     trainable, total = parameter_counts(model)
@@ -232,6 +257,7 @@ def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str
     if precision == "bf16" and method.adapter and method.packing:
         cast_frozen_weights(model)
     packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    packing = packing and cfg.train.objective == "sft"  # preference pairs are padded per batch by TRL
     if packing and cfg.model.attn_implementation is None:
         use_varlen_attention(model)
     return bool(packing)
@@ -248,6 +274,7 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
         "name": cfg.name,
         "task": cfg.task,
         "method": cfg.method.name,
+        "objective": cfg.train.objective,
         "model": {
             "name": cfg.model.name,
             "source": session.resolved.source,
@@ -289,6 +316,12 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    if cfg.train.objective != "sft":
+        from tunesmith.train.preference import build_preference_trainer
+
+        trainer = build_preference_trainer(cfg, session, _training_values(cfg, session, run_dir), callbacks)
+        trainer.remove_callback(PrinterCallback)
+        return trainer, progress
     if cfg.train.gradient_checkpointing and session.adapter:
         session.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
     trainer = TokenLossTrainer(  # eval_loss per target token, the same for any eval batching
@@ -317,8 +350,14 @@ def _loss_arguments(cfg: RunConfig, session: _Session) -> dict[str, Any]:
 
 
 def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any:
-    import torch
     from transformers import TrainingArguments
+
+    return TrainingArguments(**_training_values(cfg, session, run_dir))
+
+
+def _training_values(cfg: RunConfig, session: _Session, run_dir: Path) -> dict[str, Any]:
+    # The TrainingArguments of a run, as keywords (TRL's configs extend them with their own).
+    import torch
 
     from tunesmith.train.distributed import engine_arguments
 
@@ -329,7 +368,7 @@ def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any
     keep_best = has_eval and (early_stopping or select_by != "eval_loss")
     eval_steps = t.eval_steps or (t.save_steps if keep_best else None)
     eval_strategy = "no" if not has_eval else ("steps" if eval_steps else "epoch")
-    return TrainingArguments(
+    return dict(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=cfg.eval.batch_size,
@@ -384,6 +423,10 @@ def check_selection(cfg: RunConfig) -> None:
     during = training_metrics(cfg.task, cfg.eval.metrics)
     build_metrics(during)  # an unknown name is one line naming eval.metrics
     produced = {f"eval_{key}" for key in score_keys(during)}
+    if cfg.train.objective != "sft":
+        from tunesmith.train.preference import EVAL_METRICS
+
+        produced |= {f"eval_{key}" for key in EVAL_METRICS}
     name = selection_metric(cfg)
     if name not in produced | {"eval_loss"}:
         raise TunesmithError(
@@ -409,7 +452,7 @@ def _evaluate_and_save(
     if session.data.eval is not None:
         with watch.measure("evaluation"):
             metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
-        if "eval_loss" in metrics and cfg.task != "classification":
+        if "eval_loss" in metrics and cfg.task != "classification" and cfg.train.objective == "sft":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))

@@ -9,17 +9,15 @@ steps to estimate memory and time per epoch. Problems are ranked; a blocking one
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import DataConfig, RunConfig, load_config
 from tunesmith.data.prepare import PreparedData, Tables, prepare_data, read_tables, task_templates
 from tunesmith.data.render import Pair, render_pairs
-from tunesmith.data.templates import template_columns
 from tunesmith.data.tokenize import (
     IGNORE_INDEX,
     TokenizeStats,
@@ -27,144 +25,37 @@ from tunesmith.data.tokenize import (
     tokenize_pairs,
     tokenize_seq2seq,
 )
+from tunesmith.doctor.findings import (
+    LISTED,
+    NEAR_DUPLICATE_JACCARD,
+    NEAR_DUPLICATE_MAX_ROWS,
+    SHOWN_EXAMPLES,
+    TIMED_STEPS,
+    Diagnosis,
+    Example,
+    Lengths,
+    Timing,
+    Token,
+    _blank,
+    empty_cells,
+    load_tokenizer_for,
+    normalise,
+)
 from tunesmith.errors import TunesmithError
+
+__all__ = [
+    "Diagnosis",
+    "diagnose",
+    "diagnose_file",
+    "empty_cells",
+    "normalise",
+    "renderables",
+    "statistics_lines",
+    "timing_summary",
+]
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Severity = Literal["blocking", "warning", "info"]
-SEVERITY_ORDER: dict[str, int] = {"blocking": 0, "warning": 1, "info": 2}
-SHOWN_EXAMPLES = 3
-NEAR_DUPLICATE_JACCARD = 0.9
-NEAR_DUPLICATE_MAX_ROWS = 2000  # the shingle comparison is quadratic; beyond this only normalised text is compared
-TIMED_STEPS = 3
-LISTED = 5  # row groups named in one problem message
-
-
-@dataclass
-class Problem:
-    """One finding, ranked by severity."""
-
-    severity: Severity
-    code: str
-    message: str
-
-
-@dataclass
-class Token:
-    """One token of a rendered example; ``loss`` when the model is trained to predict it."""
-
-    id: int
-    text: str
-    loss: bool
-
-
-@dataclass
-class Example:
-    """A training example as the model sees it."""
-
-    row: int
-    tokens: list[Token]
-    untruncated_length: int
-    label: str | None = None
-
-    @property
-    def spans(self) -> list[tuple[str, bool]]:
-        """Consecutive tokens with the same loss flag, as text."""
-        spans: list[tuple[str, bool]] = []
-        for token in self.tokens:
-            if spans and spans[-1][1] == token.loss:
-                spans[-1] = (spans[-1][0] + token.text, token.loss)
-            else:
-                spans.append((token.text, token.loss))
-        return spans
-
-
-@dataclass
-class Lengths:
-    """Token lengths of every usable row (before truncation) against data.max_length."""
-
-    rows: int
-    min: int
-    median: float
-    p95: int
-    max: int
-    max_length: int
-    truncated: int
-    dropped_truncated: int
-    total: int = 0  # tokens over every row
-    template_tokens: int = 0  # fixed template text per row (markup and system prompt)
-    default_system_tokens: int = 0  # of which a system prompt the template adds on its own
-
-    @property
-    def truncated_share(self) -> float:
-        """Share of rows longer than max_length."""
-        return self.truncated / self.rows if self.rows else 0.0
-
-    @property
-    def template_share(self) -> float:
-        """Share of all tokens that are the template's fixed text rather than the data."""
-        return self.template_tokens * self.rows / self.total if self.total else 0.0
-
-
-@dataclass
-class Timing:
-    """An estimate from a few timed optimizer steps on real batches (not a measurement of the run)."""
-
-    device: str
-    precision: str
-    batch_size: int
-    packing: bool
-    steps_timed: int
-    seconds_per_step: float
-    steps_per_epoch: int
-    seconds_per_epoch: float
-    seconds_for_run: float
-    peak_rss_mb: float
-    peak_gpu_mb: float | None = None
-
-
-@dataclass
-class Diagnosis:
-    """Everything doctor found about one config and its data."""
-
-    config: str
-    task: str
-    model: str
-    method: str
-    rows: dict[str, int] = field(default_factory=dict)
-    examples: list[Example] = field(default_factory=list)
-    lengths: Lengths | None = None
-    exact_duplicates: list[list[int]] = field(default_factory=list)
-    near_duplicates: list[list[int]] = field(default_factory=list)
-    leaked: list[dict[str, list[int]]] = field(default_factory=list)
-    empty_cells: dict[str, int] = field(default_factory=dict)
-    labels: dict[str, int] | None = None
-    timing: Timing | None = None
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def blocking(self) -> bool:
-        """Whether a problem makes training impossible."""
-        return any(problem.severity == "blocking" for problem in self.problems)
-
-    def add(self, severity: Severity, code: str, message: str) -> None:
-        """Record a problem."""
-        self.problems.append(Problem(severity, code, message))
-
-    def ranked(self) -> list[Problem]:
-        """Problems, blocking first, then warnings, then information."""
-        return sorted(self.problems, key=lambda problem: SEVERITY_ORDER[problem.severity])
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (examples carry a per-token loss mask)."""
-        document = asdict(self)
-        document["problems"] = [asdict(problem) for problem in self.ranked()]
-        document["blocking"] = self.blocking
-        if self.lengths is not None:
-            document["lengths"]["truncated_share"] = round(self.lengths.truncated_share, 4)
-            document["lengths"]["template_share"] = round(self.lengths.template_share, 4)
-        return document
 
 
 @dataclass
@@ -187,16 +78,20 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
 
     quiet_libraries()
     report = Diagnosis(source, cfg.task, cfg.model.name, cfg.method.name)
+    _check_trackers(report, cfg)
+    if cfg.train.objective != "sft":  # pairs of answers: their own checks
+        from tunesmith.doctor.preference import diagnose_preferences
+
+        return diagnose_preferences(report, cfg)
     tables = read_tables(cfg.data, cfg.task)
     templates = list(task_templates(cfg.data, cfg.task).values())
     report.rows = {"read": len(tables.train) + (len(tables.eval) if tables.eval is not None else 0)}
     report.empty_cells = empty_cells(tables, templates, label_column(cfg.data))
     _check_labels(report, cfg, tables)
-    _check_trackers(report, cfg)
     train_rows = _render_rows(tables.train, templates)
     eval_rows = _render_rows(tables.eval, templates) if tables.eval is not None else None
     _check_duplicates(report, train_rows)
-    tokenizer, resolved = _load_tokenizer(cfg)
+    tokenizer, resolved = load_tokenizer_for(cfg)
     prepared = _prepare(report, cfg, tables, tokenizer)
     _check_rows(report, cfg.data, train_rows, eval_rows, prepared)
     _check_leakage(report, train_rows, eval_rows, prepared)
@@ -208,20 +103,6 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
         report.timing = estimate_cost(cfg, resolved, tokenizer, prepared)
         report.add("info", "estimate", timing_summary(report.timing))
     return report
-
-
-def empty_cells(tables: Tables, templates: list[str], label: str | None = None) -> dict[str, int]:
-    """Empty (missing or blank) cells per column the templates refer to, over train and eval tables."""
-    columns = [column for template in templates for column in template_columns(template, "data")]
-    columns += [label] if label else []
-    counts: dict[str, int] = {}
-    for frame in (tables.train, tables.eval):
-        if frame is None:
-            continue
-        for column in dict.fromkeys(columns):
-            if column in frame.columns:
-                counts[column] = counts.get(column, 0) + int(_blank(frame[column]).sum())
-    return counts
 
 
 def render_examples(rows: _Rows, tokenizer: Any, cfg: RunConfig, count: int = SHOWN_EXAMPLES) -> list[Example]:
@@ -255,11 +136,6 @@ def encode(cfg: RunConfig, pairs: list[Pair], tokenizer: Any) -> tuple[list[dict
     return tokenize_pairs(pairs, tokenizer, cfg.data)
 
 
-def normalise(text: str) -> str:
-    """Lowercase, punctuation stripped, whitespace collapsed: two rows equal under this are near duplicates."""
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
-
-
 def shingles(text: str, size: int = 3) -> set[tuple[str, ...]]:
     """Word ``size``-grams of the normalised text."""
     words = normalise(text).split()
@@ -288,15 +164,16 @@ def estimate_cost(cfg: RunConfig, resolved: Any, tokenizer: Any, prepared: Prepa
 
     from tunesmith.data.collate import make_collator, packed_response_loss
     from tunesmith.methods import apply_method, get_method
-    from tunesmith.models import head_kwargs, load_model
+    from tunesmith.models import head_kwargs
     from tunesmith.models.precision import resolve_precision
+    from tunesmith.models.run_model import load_weights
     from tunesmith.train.runner import prepare_for_training
 
     precision, _ = resolve_precision(cfg.train.precision)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     set_seed(cfg.train.seed)
     method = get_method(cfg.method.name)
-    model = load_model(resolved, cfg.model, cfg.task, **head_kwargs(prepared.labels))
+    model = load_weights(resolved, cfg.model, cfg.task, **head_kwargs(prepared.labels))
     model = apply_method(model, cfg.method, cfg.task).to(device)
     model.train()
     if cfg.train.gradient_checkpointing:
@@ -419,10 +296,6 @@ def statistics_lines(report: Diagnosis) -> list[str]:
     return lines
 
 
-def _blank(column: pd.Series) -> pd.Series:
-    return column.isna() | (column.astype(str).str.strip() == "")
-
-
 def _render_rows(frame: pd.DataFrame, templates: list[str]) -> _Rows:
     # Row by row through the pipeline's own render_pairs, so each pair keeps its row number in the file.
     rows = _Rows([], [], 0)
@@ -433,13 +306,6 @@ def _render_rows(frame: pd.DataFrame, templates: list[str]) -> _Rows:
             rows.numbers.append(index + 1)
             rows.pairs.append(pair)
     return rows
-
-
-def _load_tokenizer(cfg: RunConfig) -> tuple[Any, Any]:
-    from tunesmith.models import load_tokenizer, resolve_model
-
-    resolved = resolve_model(cfg.model.name, cfg.model.revision)
-    return load_tokenizer(resolved, cfg.model), resolved
 
 
 def _check_trackers(report: Diagnosis, cfg: RunConfig) -> None:
