@@ -203,7 +203,7 @@ def train_from_file(
     return train(load_config(config_path, overrides), output_dir, resume, run_dir=run_dir, cli=True)
 
 
-def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch) -> _Session:
+def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch | None = None) -> _Session:
     from transformers import set_seed
 
     from tunesmith.methods import apply_method, get_method, parameter_counts
@@ -212,6 +212,7 @@ def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch) -> _Session:
     from tunesmith.models.run_model import load_weights
     from tunesmith.train.distributed import check_engine
 
+    watch = watch or Stopwatch()
     method = get_method(cfg.method.name)
     check_engine(cfg)
     precision = resolve_precision(cfg.train.precision)

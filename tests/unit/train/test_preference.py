@@ -161,8 +161,8 @@ def test_lora_reference_is_the_base_with_the_adapter_off(tmp_path: Path, tiny_ll
 def test_dpo_starts_from_a_completed_sft_run(tmp_path: Path, tiny_llama: Path, pairs: Path) -> None:
     import torch
 
-    from tunesmith.models import load_model
     from tunesmith.models.resolve import resolve_model
+    from tunesmith.models.run_model import load_weights
 
     sft_cfg = load_config(
         write_config(tmp_path / "sft.yaml", tiny_llama, write_ads_csv(tmp_path / "ads.csv"), train={"max_steps": 2})
@@ -170,7 +170,7 @@ def test_dpo_starts_from_a_completed_sft_run(tmp_path: Path, tiny_llama: Path, p
     sft_run = train(sft_cfg, output_dir=tmp_path / "runs").run_dir
     resolved = resolve_model(str(sft_run))
     assert resolved.source == "run"
-    start = load_model(resolved, sft_cfg.model, "causal_lm")
+    start = load_weights(resolved, sft_cfg.model, "causal_lm")
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(tiny_llama)
