@@ -119,6 +119,7 @@ class Batcher:
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-batcher", daemon=True)
         self.batches: list[int] = []  # sizes of the batches run, for tests and the benchmark
+        self.cancelled_rows = 0  # rows stopped early because their client went away
 
     def start(self) -> None:
         """Start answering."""
@@ -171,6 +172,7 @@ class Batcher:
             return
         self.batches.append(len(rows))
         for row in rows:
+            self.cancelled_rows += row.finish == "cancelled"
             row.close()
 
 
