@@ -128,3 +128,21 @@ def running_server(run_dirs: list[Path], api_key: str | None = None) -> Iterator
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+EXAMPLE = Path(__file__).parents[3] / "examples" / "marketing-copy" / "config.yaml"
+
+
+def train_embedded_pair(root: Path) -> tuple[Path, Path]:
+    """Two 2-step LoRA runs of the embedded SmolLM2 on different data: the marketing-copy example, and the
+    small ads table in capitals with another system prompt."""
+    from tunesmith.config import load_config
+    from tunesmith.train.runner import train
+
+    quick = ["train.max_steps=2", "train.batch_size=1", "train.learning_rate=2e-3", "data.max_length=128"]
+    quick += ["method.r=4", "data.eval_fraction=0.01"]  # one eval row: the end-of-training eval is not the point
+    copy = load_config(EXAMPLE, [*quick, "name=copy"])
+    table = _table(root / "loud.csv", shout=True)
+    loud_yaml = write_config(root / "loud.yaml", Path("smollm2-135m-instruct"), table, name="loud")  # type: ignore[arg-type]
+    loud = load_config(loud_yaml, [*quick, "data.system=Answer in capitals.", "model.name=smollm2-135m-instruct"])
+    return tuple(train(cfg, output_dir=root / "runs").run_dir for cfg in (copy, loud))  # type: ignore[return-value]
