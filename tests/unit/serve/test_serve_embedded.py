@@ -12,7 +12,13 @@ from serving import running_server, train_embedded_pair
 
 from tunesmith.evaluate.generation import Decoding, answer
 
-pytestmark = [pytest.mark.embedded, pytest.mark.slow]
+# Training two 135M adapters dominates: 267 s on the shared 2-core machine (load ~8), over the serve tests'
+# budget, so it runs when asked: TUNESMITH_SERVE_EMBEDDED=1 pytest tests/unit/serve/test_serve_embedded.py
+pytestmark = [
+    pytest.mark.embedded,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("TUNESMITH_SERVE_EMBEDDED"), reason="set TUNESMITH_SERVE_EMBEDDED=1"),
+]
 
 PROMPTS = ["Write a one-line ad for green tea.", "Say hello to a new customer."]
 
