@@ -17,6 +17,7 @@ import contextlib
 import json
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -35,10 +36,12 @@ def main() -> None:
     runs = args.runs or _train_two(Path(tempfile.mkdtemp(prefix="bench-serve-")))
     jobs = _jobs(runs, args.requests)
     baseline, expected = _one_at_a_time(runs, jobs, args.max_tokens)
+    print(f"{baseline['mode']}: {baseline['seconds']} s", file=sys.stderr, flush=True)
     rows = [baseline]
     with _server(runs) as url:
         for concurrency in (1, 4, 16):
             rows.append(_served(url, jobs, args.max_tokens, concurrency, expected))
+            print(f"{rows[-1]['mode']}: {rows[-1]['seconds']} s", file=sys.stderr, flush=True)
     for row in rows:
         row["speedup"] = round(row["requests_per_s"] / baseline["requests_per_s"], 2)
     out = ROOT / "bench" / "results" / "serve.json"
