@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from jinja2 import TemplateError
 from starlette.exceptions import HTTPException
 
 # Imported only by tunesmith.serve.server.serve, so `tunesmith --help` does not pay for FastAPI.
@@ -76,7 +77,12 @@ def create_app(pool: ModelPool, api_key: str | None = None, batcher: Batcher | N
     async def chat(body: ChatRequest, request: Request) -> Any:
         route = _generative(pool, body.model)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        prompt = chat_prompt(route, messages)
+        try:
+            prompt = chat_prompt(route, messages)
+        except TemplateError as err:  # a chat template may refuse a conversation (its raise_exception)
+            raise ApiError(
+                400, f"messages: the chat template of {body.model!r} refused them: {err}", "messages"
+            ) from err
         limit = body.max_completion_tokens or body.max_tokens
         job = _job(route, encode(route, prompt, chat=True), body, limit, strip=True, param="messages")
         return await _answer(worker, job, body, request, chat=True)
