@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import statistics
 import sys
@@ -33,6 +34,7 @@ EXAMPLE = ROOT / "examples" / "marketing-copy" / "config.yaml"
 def main() -> None:
     """Train (or take) two runs, time every mode, print and save the table."""
     args = _arguments()
+    load_before = round(os.getloadavg()[0], 2)
     runs = args.runs or _train_two(Path(tempfile.mkdtemp(prefix="bench-serve-")))
     jobs = _jobs(runs, args.requests)
     baseline, expected = _one_at_a_time(runs, jobs, args.max_tokens)
@@ -46,7 +48,10 @@ def main() -> None:
         row["speedup"] = round(row["requests_per_s"] / baseline["requests_per_s"], 2)
     out = ROOT / "bench" / "results" / "serve.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"requests": len(jobs), "max_tokens": args.max_tokens, "rows": rows}, indent=2) + "\n")
+    # Other work on the machine skews every figure: keep the load beside them.
+    machine = {"cpus": os.cpu_count(), "load_average_1m": [load_before, round(os.getloadavg()[0], 2)]}
+    result = {"requests": len(jobs), "max_tokens": args.max_tokens, "machine": machine, "rows": rows}
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(_table(rows))
 
 
