@@ -31,3 +31,10 @@ def classifier_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def server(lora_runs: tuple[Path, Path], classifier_run: Path) -> Iterator[Running]:
     with running_server([*lora_runs, classifier_run], api_key=API_KEY) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def dora_run(noisy_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # peft cannot mix DoRA adapters per row: this run exercises the one-adapter-per-batch path.
+    root = tmp_path_factory.mktemp("serve-dora")
+    return train_lora(root, noisy_llama, "dora", shout=True, method={"name": "dora", "r": 4, "alpha": 8})
