@@ -292,6 +292,24 @@ def _size(count: int) -> str:
 
 
 @app.command()
+def serve(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Completed run directories to serve (their bases are served too).")
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on; beyond 127.0.0.1 needs --api-key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="TUNESMITH_API_KEY", help="Require Authorization: Bearer KEY."),
+    ] = None,
+) -> None:
+    """Serve runs over an OpenAI-compatible HTTP API (chat, completions, classify, models)."""
+    from tunesmith.serve import serve as serve_runs
+
+    serve_runs(run_dirs, host, port, api_key)
+
+
+@app.command()
 def models() -> None:
     """List the embedded models (they work offline)."""
     from tunesmith.models.embedded import EMBEDDED
