@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python tools/check_layers.py
 
+# Two pytest workers, one thread each (a whole test file per worker): the suite's models are tiny, and two
+# single-threaded workers keep both cores busy where one two-threaded process mostly waits on thread hand-offs.
 test: lint
-	$(BIN)/pytest -q -m "not gpu" --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -m "not gpu" -n 2 --dist loadfile --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
