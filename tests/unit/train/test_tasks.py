@@ -235,7 +235,7 @@ def test_a_failing_in_training_evaluation_keeps_a_checkpoint_and_resumes(
     with pytest.raises(TunesmithError, match=r"eval.metrics: the evaluation at step 2 failed: RuntimeError") as err:
         train(cfg, tmp_path / "runs")
     assert "--resume" in str(err.value)
-    run_dir = next((tmp_path / "runs").iterdir())
+    (run_dir,) = [path for path in (tmp_path / "runs").iterdir() if path.is_dir()]  # not the registry's index.db
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "failed" and record["hint"] == f"resume with --resume {run_dir}"
     assert (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
