@@ -61,13 +61,14 @@ def generate(
             # Only what every generating model reads: BERT-style tokenizers add token_type_ids, which
             # encoder-decoder and decoder-only models refuse.
             inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-            generated = model.generate(**inputs, **_generate_kwargs(tokenizer, decoding))
+            generated = model.generate(**inputs, **generate_kwargs(tokenizer, decoding))
         new_tokens = generated if encoder_decoder else generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs
 
 
-def _generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
+def generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:
+    """``model.generate`` settings for ``decoding`` (shared by tunesmith generate/eval and the server)."""
     kwargs: dict[str, Any] = {
         "max_new_tokens": decoding.max_new_tokens,
         "do_sample": decoding.do_sample,

@@ -227,20 +227,11 @@ def _adapter_scope(engine: Engine, rows: list[_Row], kwargs: dict[str, Any]) -> 
 
 
 def _decoding_kwargs(tokenizer: Any, request: GenerationRequest, max_new_tokens: int) -> dict[str, Any]:
-    # The same settings as tunesmith.evaluate.generation, so a request answers as `tunesmith generate` does.
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "do_sample": request.sample,
-        "repetition_penalty": 1.0,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "use_cache": True,
-    }
-    if request.sample:
-        kwargs.update(temperature=request.temperature, top_p=request.top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs
+    # tunesmith generate's own settings, so a request answers as `tunesmith generate` does.
+    from tunesmith.evaluate.generation import Decoding, generate_kwargs
+
+    decoding = Decoding(max_new_tokens, request.sample, request.temperature, request.top_p, 1.0, request.seed)
+    return generate_kwargs(tokenizer, decoding)
 
 
 def _eos_ids(route: Route) -> set[int]:
