@@ -67,10 +67,16 @@ class MetricsFileCallback(TrainerCallback):
 
 
 class EvaluationClock(TrainerCallback):
-    """Seconds spent in evaluations during training: the eval loop's own runtime plus generation metrics."""
+    """Seconds spent in evaluations during training (the eval loop's own runtime), and each one's metrics.
+
+    The metrics are kept by step so the run can reuse the evaluation of the weights it ends with instead of
+    scoring them a second time. The dict is the Trainer's own: callbacks after this one (generation metrics)
+    add to it in place, so it is complete once the evaluation has finished.
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
+        self.by_step: dict[int, dict[str, float]] = {}
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
@@ -78,6 +84,8 @@ class EvaluationClock(TrainerCallback):
         runtime = (metrics or {}).get("eval_runtime")
         if isinstance(runtime, int | float):
             self.seconds += float(runtime)
+        if metrics is not None:
+            self.by_step[state.global_step] = metrics
 
 
 class GracefulStopCallback(TrainerCallback):
