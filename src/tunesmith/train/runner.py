@@ -330,13 +330,27 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         args=_training_arguments(cfg, session, run_dir),
         train_dataset=session.data.train,
         eval_dataset=session.data.eval,
-        data_collator=_drop_length(make_collator(session.tokenizer, session.packing, cfg.task, session.model)),
+        data_collator=_drop_length(
+            make_collator(session.tokenizer, session.packing, cfg.task, session.model, shape_multiple(session))
+        ),
         processing_class=session.tokenizer,
         callbacks=callbacks,
         **_loss_arguments(cfg, session),
     )
     trainer.remove_callback(PrinterCallback)
     return trainer, progress
+
+
+# Packed lengths rounded up to this many tokens where bf16 matmuls run through oneDNN (see ResponseOnlyPacking):
+# at most 63 padding tokens a batch, against a new kernel for nearly every batch of an epoch.
+SHAPE_MULTIPLE = 64
+
+
+def shape_multiple(session: _Session) -> int | None:
+    """SHAPE_MULTIPLE for bf16 training on a CPU, where PyTorch builds a oneDNN kernel per matmul shape; else None."""
+    import torch
+
+    return SHAPE_MULTIPLE if session.precision[0] == "bf16" and not torch.cuda.is_available() else None
 
 
 def _loss_arguments(cfg: RunConfig, session: _Session) -> dict[str, Any]:
@@ -452,7 +466,10 @@ def _evaluate_and_save(
     metrics: dict[str, float] = {}
     if session.data.eval is not None:
         with watch.measure("evaluation"):
-            metrics = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+            scored = _evaluation_of_final_weights(trainer)
+            if scored is None:
+                scored = trainer.evaluate()
+            metrics = {k: float(v) for k, v in scored.items() if isinstance(v, int | float)}
         if "eval_loss" in metrics and cfg.task != "classification" and cfg.train.objective == "sft":
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
@@ -463,6 +480,24 @@ def _evaluate_and_save(
     with watch.measure("save"):
         _save(cfg, session, trainer, run_dir / "model")
     return metrics
+
+
+def _evaluation_of_final_weights(trainer: Any) -> dict[str, float] | None:
+    """The in-training evaluation of the weights training ended with, when there was one; else None.
+
+    An epoch-end (or last-step) evaluation has already scored exactly the weights the run keeps, and with
+    load_best_model_at_end the kept weights are the best checkpoint's, scored when it was saved. Scoring
+    them again would double the evaluation time of every run for the same numbers.
+    """
+    from tunesmith.train.callbacks import EvaluationClock
+
+    clock = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EvaluationClock)), None)
+    if clock is None:
+        return None
+    step = trainer.state.global_step
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+        step = checkpoint_step(Path(trainer.state.best_model_checkpoint))
+    return clock.by_step.get(step)
 
 
 def _save(cfg: RunConfig, session: _Session, trainer: Any, model_dir: Path) -> None:

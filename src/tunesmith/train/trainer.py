@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from tunesmith.data.collate import SHAPE_PADDING
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.evaluate.loss import LossTotals, row_losses, token_losses
 
@@ -52,6 +53,7 @@ class TokenLossTrainer(Trainer):
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         """The Trainer's loss; during evaluation, also add this batch's per-row sums to the running totals."""
+        inputs.pop(SHAPE_PADDING, None)  # a count for _track_num_input_tokens, not a model input
         if self._eval_totals is None:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         batch = dict(inputs)  # the Trainer pops labels from ``inputs`` when a compute_loss_func is set
@@ -60,6 +62,16 @@ class TokenLossTrainer(Trainer):
         nll, tokens = self.accelerator.gather_for_metrics(self._row_losses(outputs["logits"], batch))
         self._eval_totals.add(float(nll.double().sum()), int(tokens.sum()))
         return (loss, outputs) if return_outputs else loss
+
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        """The Trainer's count of tokens seen, less the shape padding of a packed batch (no row's tokens)."""
+        super()._track_num_input_tokens(inputs)
+        if SHAPE_PADDING in inputs and self.args.include_num_input_tokens_seen != "no":
+            import torch
+
+            # Every process's batches carry the key when one's do (one collator), so the gather lines up.
+            padding = torch.as_tensor(inputs[SHAPE_PADDING], device=self.args.device, dtype=torch.int64)
+            self.state.num_input_tokens_seen -= int(self.accelerator.gather(padding).sum().item())
 
     def _row_losses(self, logits: Any, batch: dict[str, Any]) -> tuple[Any, Any]:
         labels = batch["labels"]

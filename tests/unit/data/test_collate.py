@@ -92,6 +92,28 @@ def test_response_only_logits_give_the_same_loss_and_gradients(tiny_llama: Path)
         torch.testing.assert_close(parameter.grad, grad, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", VARLEN])
+def test_shape_rounding_pads_to_the_multiple_and_changes_no_loss_or_gradient(tiny_llama: Path, attention: str) -> None:
+    from tunesmith.data.collate import SHAPE_PADDING
+
+    model = load(tiny_llama, attention)
+    exact, rounded = make_collator(None, packing=True), make_collator(None, packing=True, shape_multiple=8)  # type: ignore[arg-type]
+    results = []
+    for batch in (exact(EXAMPLES), rounded(EXAMPLES)):
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", SHAPE_PADDING)}
+        loss = packed_response_loss(model(**inputs), batch["labels"])
+        loss.backward()
+        results.append((batch, loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    (plain, plain_loss, plain_grads), (padded, padded_loss, padded_grads) = results
+    assert SHAPE_PADDING not in plain and padded[SHAPE_PADDING] == 4  # 12 tokens -> 16
+    assert padded["input_ids"].shape == (1, 16) and padded["position_ids"][0, 12:].tolist() == [0, 1, 2, 3]
+    assert padded["logits_to_keep"].numel() == 8 and plain["logits_to_keep"].numel() == 7
+    torch.testing.assert_close(padded_loss, plain_loss, atol=1e-6, rtol=1e-5)
+    for grad, expected in zip(padded_grads, plain_grads, strict=True):
+        torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-4)
+
+
 def test_padded_batches_pad_labels_with_the_ignore_index(tiny_llama: Path) -> None:
     from transformers import AutoTokenizer
 

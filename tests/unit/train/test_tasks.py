@@ -189,8 +189,25 @@ def test_select_by_a_task_metric_keeps_the_best_checkpoint(tmp_path: Path, tiny_
     cfg = load_config(config, ["train.select_by=bleu", "train.eval_steps=2", "eval.generate_samples=3"])
     result = train(cfg, tmp_path / "runs")
     logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged if "eval_bleu" in r][:2] == [2, 4]
-    assert "eval_bleu" in result.metrics
+    bleu = {r["step"]: r["eval_bleu"] for r in logged if "eval_bleu" in r}
+    assert list(bleu)[:2] == [2, 4]
+    # The run keeps the best checkpoint; its scores are the ones logged when it was evaluated, not a new pass.
+    best_step = max(bleu, key=lambda step: (bleu[step], -step))  # the first of equal scores stays best
+    assert result.metrics["eval_bleu"] == pytest.approx(bleu[best_step])
+    eval_steps = [r["step"] for r in logged if "eval_loss" in r]
+    assert eval_steps == sorted(set(eval_steps)), "an evaluation was repeated"
+
+
+def test_the_last_evaluation_is_not_repeated_at_the_end(tmp_path: Path, tiny_llama: Path, ads_csv: Path) -> None:
+    # The epoch-end evaluation has scored the weights the run keeps; the run reuses it instead of a second pass.
+    from fixtures import write_config
+
+    result = train(load_config(write_config(tmp_path / "c.yaml", tiny_llama, ads_csv)), tmp_path / "runs")
+    logged = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in logged if "eval_loss" in r]
+    assert [r["step"] for r in evaluations] == [4]
+    assert result.metrics["eval_loss"] == pytest.approx(evaluations[0]["eval_loss"])
+    assert "eval_perplexity" in result.metrics
 
 
 def test_select_by_a_metric_training_does_not_compute(tmp_path: Path, tiny_llama: Path, ads_csv: Path) -> None:
@@ -244,3 +261,20 @@ def test_a_failing_in_training_evaluation_keeps_a_checkpoint_and_resumes(
     result = train(cfg, tmp_path / "runs", resume=run_dir)
     assert result.run_dir == run_dir and "eval_bleu" in result.metrics
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+
+
+def test_bf16_on_a_cpu_rounds_packed_shapes_and_counts_only_real_tokens(
+    tmp_path: Path, tiny_llama: Path, ads_csv: Path
+) -> None:
+    # bf16 on a CPU pads each packed batch to a multiple of 64 tokens (few oneDNN kernel shapes); the padding
+    # must neither reach the model as an input (it would refuse the unknown key) nor count as tokens seen.
+    from fixtures import write_config
+
+    config = write_config(tmp_path / "c.yaml", tiny_llama, ads_csv)
+    seen = {}
+    for precision in ("fp32", "bf16"):
+        cfg = load_config(config, [f"train.precision={precision}", "data.eval_fraction=0"])
+        run = json.loads((train(cfg, tmp_path / precision).run_dir / "run.json").read_text())
+        assert run["precision"]["value"] == precision and run["packing"]
+        seen[precision] = run["train"]["tokens_seen"]
+    assert seen["bf16"] == seen["fp32"] > 0
