@@ -49,3 +49,24 @@ def test_teacher_forced_loss_is_per_target_token(tiny_llama: Path, tiny_t5: Path
     packed = kind == "packed"
     losses = [teacher_forced_loss(model, tokenizer, rows, n, "fp32", packed).compute()["loss"] for n in (1, 3, 8)]
     assert losses == pytest.approx([_direct(model, rows, shift)] * 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("pack_tokens", [512, 20])
+def test_references_of_one_prompt_share_its_positions_and_lose_nothing(
+    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, pack_tokens: int
+) -> None:
+    from tunesmith.evaluate import loss
+
+    monkeypatch.setattr(loss, "PACK_TOKENS", pack_tokens)  # 20: several packs, a group never split
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    rows = []
+    for i in range(4):  # per prompt: two answers that share their first tokens, one apart, and a repeat
+        prompt = [(11 * i + t) % 300 + 5 for t in range(4 + i)]
+        answers = [[40, 41, 42, 43 + i], [40, 41, 99], [7 + i, 8], [40, 41, 99]]
+        rows += [{"input_ids": prompt + a, "labels": [-100] * len(prompt) + a} for a in answers]
+    packs = loss._packs(rows)
+    assert sum(len(pack.ids) for pack in packs) < sum(len(row["input_ids"]) for row in rows)
+    assert (len(packs) > 1) == (pack_tokens == 20)
+    shared = teacher_forced_loss(model, tokenizer, rows, 8, "fp32", packing=True).compute()["loss"]
+    assert shared == pytest.approx(_direct(model, rows, shift=True), rel=1e-5)

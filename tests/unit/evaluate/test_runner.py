@@ -194,3 +194,12 @@ def test_the_merged_adapter_answers_as_the_unmerged_one_in_fp32(run_dir: Path) -
     unmerged = generate(run.model, run.tokenizer, run.config, prompts, Decoding(max_new_tokens=4), 2, "fp32")
     assert report.tuned_outputs == unmerged
     assert not any(getattr(m, "merged", False) for m in run.model.modules())  # generate's model stays unmerged
+
+
+@pytest.mark.parametrize(("count", "size", "expected"), [(105, 32, [27, 26, 26, 26]), (16, 8, [8, 8]), (5, 8, [5])])
+def test_generation_batches_are_as_few_as_the_size_allows_and_even(count: int, size: int, expected: list[int]) -> None:
+    from tunesmith.evaluate.runner import even_batches
+
+    batches = even_batches(list(range(count)), size)
+    assert [len(batch) for batch in batches] == expected
+    assert [item for batch in batches for item in batch] == list(range(count))
