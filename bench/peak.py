@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from tunesmith.models.precision import cpu_supports_bf16
+
 PEAK_DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -31,7 +33,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--seconds", type=float, default=4.0)
     args = parser.parse_args()
-    peaks = {name: matmul_flops(dtype, args.size, args.seconds) for name, dtype in PEAK_DTYPES.items()}
+    # Without bf16 instructions (avx512_bf16/amx) a bf16 matmul is emulated and one 2048^3 product takes
+    # minutes: there is no bf16 peak to measure, and MFU is then against the fp32 peak only.
+    dtypes = {n: d for n, d in PEAK_DTYPES.items() if n != "bf16" or torch.cuda.is_available() or cpu_supports_bf16()}
+    peaks = {name: matmul_flops(dtype, args.size, args.seconds) for name, dtype in dtypes.items()}
     print(json.dumps({"size": args.size, "threads": torch.get_num_threads(), **peaks}), flush=True)
 
 

@@ -29,9 +29,11 @@ class HeldOut:
     batches: list[dict[str, torch.Tensor]]
 
     @classmethod
-    def build(cls, tokenizer: Any, spec: Spec) -> HeldOut:
-        """Tokenise the held-out rows (prompt masked) into right-padded batches."""
-        rows = [encode_masked(tokenizer, row, spec.max_length) for row in read_rows(spec.heldout_csv)]
+    def build(cls, tokenizer: Any, spec: Spec) -> HeldOut | None:
+        """Tokenise the held-out rows (prompt masked) into right-padded batches; None when the spec skips them."""
+        if not spec.score_heldout:
+            return None
+        rows = [encode_masked(tokenizer, row, spec) for row in read_rows(spec.heldout_csv)]
         chunks = [rows[i : i + HELDOUT_BATCH] for i in range(0, len(rows), HELDOUT_BATCH)]
         return cls([_pad(chunk, tokenizer.pad_token_id) for chunk in chunks])
 
@@ -78,23 +80,28 @@ def _pad(rows: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tenso
 class StepTimer(TrainerCallback):
     """Time and token marks at every step end; held-out loss before and after; peak RSS at the end."""
 
-    heldout: HeldOut
+    heldout: HeldOut | None
     warmup_steps: int
     marks: list[tuple[float, int]] = field(default_factory=list)
+    rss_gib: list[float] = field(default_factory=list)  # resident memory at each step end
     train_losses: list[tuple[int, float]] = field(default_factory=list)
     params: tuple[int, int] = (0, 0)
     loss_before: float = float("nan")
     loss_after: float = float("nan")
     peak_rss_gib: float = 0.0
+    started: float = 0.0  # when training began (after the untimed scoring)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Count parameters and score the untouched model (not timed)."""
         self.params = parameter_counts(model)
-        self.loss_before = self.heldout.loss(model)
+        if self.heldout is not None:
+            self.loss_before = self.heldout.loss(model)
+        self.started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Mark the wall clock and the real (attended) tokens seen so far."""
+        """Mark the wall clock, the real (attended) tokens seen so far and the resident memory."""
         self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
+        self.rss_gib.append(current_rss_gib())
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Keep the logged training losses."""
@@ -104,7 +111,8 @@ class StepTimer(TrainerCallback):
     def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         """Peak memory first (the evaluation must not count), then the held-out loss of the trained model."""
         self.peak_rss_gib = peak_rss_gib()
-        self.loss_after = self.heldout.loss(model)
+        if self.heldout is not None:
+            self.loss_after = self.heldout.loss(model)
 
     def summary(self) -> dict[str, Any]:
         """Throughput over the steps after warm-up, plus the losses and memory."""
@@ -120,6 +128,9 @@ class StepTimer(TrainerCallback):
             "tokens_per_second": round((n1 - n0) / (t1 - t0), 2),
             "seconds_per_step": round((t1 - t0) / timed_steps, 3),
             "tokens_per_step": round(n1 / len(self.marks), 1),
+            "tokens_seen": n1,
+            "train_seconds": round(t1 - self.started, 3),
+            "tokens_per_second_all": round(n1 / (t1 - self.started), 1),
             "step_seconds": [round(b[0] - a[0], 2) for a, b in zip(self.marks, self.marks[1:], strict=False)],
             "peak_rss_gib": round(self.peak_rss_gib, 3),
             "heldout_loss_before": round(self.loss_before, 4),
@@ -128,13 +139,53 @@ class StepTimer(TrainerCallback):
             "train_losses_logged": self.train_losses,
             "params_trainable": self.params[0],
             "params_total": self.params[1],
+            **self.long_run(),
         }
+
+    def long_run(self, share: float = 0.1, settled_step: int = 20) -> dict[str, Any]:
+        """Does a long run stay fast and flat: tokens/s over the first and last ``share`` of the steps (after
+        warm-up), and peak memory against the memory after step ``settled_step``. Empty for short runs."""
+        if len(self.marks) < 5 * settled_step:
+            return {}
+        timed = self.marks[self.warmup_steps - 1 :]
+        window = max(2, round(len(timed) * share))
+        first, last = _rate(timed[: window + 1]), _rate(timed[-window - 1 :])
+        settled = self.rss_gib[settled_step - 1]
+        return {
+            "long_tokens_per_second_first": round(first, 1),
+            "long_tokens_per_second_last": round(last, 1),
+            "long_last_vs_first": round(last / first, 3),
+            "long_rss_gib_after_step": [settled_step, round(settled, 3)],
+            "long_peak_rss_vs_settled": round(self.peak_rss_gib / settled, 3),
+            "rss_gib_every_10_steps": [round(v, 3) for v in self.rss_gib[::10]],
+        }
+
+
+def _rate(marks: list[tuple[float, int]]) -> float:
+    (t0, n0), (t1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0)
 
 
 def parameter_counts(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters; tied weights count once."""
     params = list(model.parameters())
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+
+def current_rss_gib() -> float:
+    """This process's resident set size now, in GiB (from /proc: one small read, cheap enough per step)."""
+    import os
+    from pathlib import Path
+
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def schedule(spec: Spec) -> dict[str, Any]:
+    """TrainingArguments for how long to train: ``spec.epochs`` epochs, or ``spec.steps`` steps."""
+    if spec.epochs:
+        return {"num_train_epochs": spec.epochs, "max_steps": -1}
+    return {"max_steps": spec.steps}
 
 
 def peak_rss_gib() -> float:

@@ -19,13 +19,13 @@ from transformers import (
     TrainingArguments,
 )
 
-from recipes.measure import HeldOut, StepTimer, emit
+from recipes.measure import HeldOut, StepTimer, emit, schedule
 from recipes.spec import Spec, chat_pair, read_rows
 
 
 def build_dataset(tokenizer: Any, spec: Spec) -> Dataset:
     """Every row rendered through the chat template and padded to max_length, as the guide does."""
-    texts = ["".join(chat_pair(tokenizer, row)) for row in read_rows(spec.train_csv)]
+    texts = ["".join(chat_pair(tokenizer, row, spec)) for row in read_rows(spec.train_csv)]
     encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=spec.max_length)
     return Dataset.from_dict({"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]})
 
@@ -39,7 +39,7 @@ def main(spec: Spec) -> None:
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(dir=spec.work_dir),
         learning_rate=2e-5,
-        max_steps=spec.steps,
+        **schedule(spec),
         per_device_train_batch_size=spec.rows_per_step,
         seed=spec.seed,
         use_cpu=True,

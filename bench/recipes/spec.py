@@ -33,6 +33,11 @@ class Spec:
     max_length: int
     warmup_steps: int
     seed: int = 42
+    prompt: str = PROMPT  # templates over the CSV's columns
+    response: str = RESPONSE
+    epochs: int = 0  # > 0: train this many epochs (``steps`` is then ignored)
+    score_heldout: bool = True  # False for whole-process timing: the process only trains and saves
+    save_to: str = ""  # where the trained model is saved ("" = not saved)
 
     def save(self, path: Path) -> None:
         """Write the spec as JSON for a child process."""
@@ -58,21 +63,28 @@ def write_rows(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def chat_pair(tokenizer: Any, row: dict[str, str]) -> tuple[str, str]:
+def chat_prompt(tokenizer: Any, row: dict[str, str], spec: Spec) -> str:
+    """The prompt rendered through the tokenizer's chat template, up to where the assistant starts answering."""
+    messages = [{"role": "user", "content": spec.prompt.format(**row)}]
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
+def chat_pair(tokenizer: Any, row: dict[str, str], spec: Spec) -> tuple[str, str]:
     """(prompt text, response text) rendered through the tokenizer's chat template.
 
     The prompt ends where the assistant starts answering; the response carries the end-of-turn marker.
     """
-    messages = [{"role": "user", "content": PROMPT.format(**row)}]
-    head = str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    answer = {"role": "assistant", "content": RESPONSE.format(**row)}
+    messages = [{"role": "user", "content": spec.prompt.format(**row)}]
+    head = chat_prompt(tokenizer, row, spec)
+    answer = {"role": "assistant", "content": spec.response.format(**row)}
     full = str(tokenizer.apply_chat_template([*messages, answer], tokenize=False))
     return head, full[len(head) :]
 
 
-def encode_masked(tokenizer: Any, row: dict[str, str], max_length: int) -> dict[str, list[int]]:
+def encode_masked(tokenizer: Any, row: dict[str, str], spec: Spec) -> dict[str, list[int]]:
     """Token ids with the prompt masked out of the loss; prompt and response are tokenised apart."""
-    head, tail = chat_pair(tokenizer, row)
+    head, tail = chat_pair(tokenizer, row, spec)
+    max_length = spec.max_length
     head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
     tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
     input_ids = (head_ids + tail_ids)[:max_length]

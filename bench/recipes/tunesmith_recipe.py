@@ -15,13 +15,14 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from recipes.measure import HeldOut, StepTimer, emit, every_trainer_gets
-from recipes.spec import PROMPT, RESPONSE, Spec
+from recipes.spec import Spec
 from tunesmith.config import validate_config
 from tunesmith.train.runner import train
 
 
 def build_config(spec: Spec, method: str) -> Any:
     """The run config: tunesmith defaults plus what every recipe shares."""
+    length = {"epochs": spec.epochs} if spec.epochs else {"max_steps": spec.steps}
     return validate_config(
         {
             "name": f"bench-{method}",
@@ -29,12 +30,12 @@ def build_config(spec: Spec, method: str) -> Any:
             "data": {
                 "train": spec.train_csv,
                 "eval_fraction": 0,
-                "prompt": PROMPT,
-                "response": RESPONSE,
+                "prompt": spec.prompt,
+                "response": spec.response,
                 "max_length": spec.max_length,
             },
             "method": {"name": method},
-            "train": {"max_steps": spec.steps, "batch_size": spec.rows_per_step, "seed": spec.seed},
+            "train": {**length, "batch_size": spec.rows_per_step, "seed": spec.seed},
         }
     )
 
