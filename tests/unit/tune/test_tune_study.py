@@ -155,4 +155,4 @@ def test_trials_on_two_ray_train_workers_report_to_asha_and_write_one_run_each(
     assert len(list((result.study_dir / "trials").iterdir())) == 3
     evaluations = [json.loads(line) for line in (completed / "metrics.jsonl").read_text().splitlines()]
     eval_steps = [e["step"] for e in evaluations if "eval_loss" in e]
-    assert eval_steps == [2, 4, 6, 8, 8]  # 4 evaluations and the closing one, each written once
+    assert eval_steps == [2, 4, 6, 8]  # 4 evaluations, each written once; the last one is the result (no re-scoring)
