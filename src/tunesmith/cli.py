@@ -122,12 +122,15 @@ def eval_(
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N inputs.")] = None,
     no_base: Annotated[bool, typer.Option("--no-base", help="Score only the tuned model, not the base.")] = False,
+    no_loss: Annotated[
+        bool, typer.Option("--no-loss", help="Skip the teacher-forced loss over the references (metrics only).")
+    ] = False,
 ) -> None:
     """Score the tuned model against the base on the eval split; write eval.json and samples.jsonl."""
     from tunesmith.evaluate.report import metrics_table
     from tunesmith.evaluate.runner import evaluate_run
 
-    report = evaluate_run(run_dir, data, limit, base=not no_base)
+    report = evaluate_run(run_dir, data, limit, base=not no_base, loss=not no_loss)
     out_console.print(metrics_table(report))
     out_console.print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'samples.jsonl'}")
 

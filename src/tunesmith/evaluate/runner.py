@@ -34,8 +34,14 @@ class ModelScores:
     outputs: list[str]
 
 
-def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = None, base: bool = True) -> EvalReport:
-    """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it."""
+def evaluate_run(
+    run_dir: Path, data: Path | None = None, limit: int | None = None, base: bool = True, loss: bool = True
+) -> EvalReport:
+    """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it.
+
+    ``loss=False`` skips the teacher-forced loss over the references (generation metrics only): with many
+    references per input it costs more than generating the answers.
+    """
     if limit is not None and limit < 1:
         raise TunesmithError(f"--limit {limit}: must be at least 1 (how many inputs to evaluate)")
     quiet_libraries()
@@ -62,11 +68,11 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     baseline = None
     if base:  # first, while the adapter is still separate from the base weights
         with base_model_view(run) as base_model:
-            baseline = score_model(base_model, run, eval_set, names, decoding, watch, "base")
+            baseline = score_model(base_model, run, eval_set, names, decoding, watch, "base", loss)
             if pairs is not None:
                 with watch.measure("base preference"):
                     baseline.metrics |= preference_scores(base_model, run, pairs)
-    tuned = score_model(inference_model(run), run, eval_set, names, decoding, watch, "tuned")
+    tuned = score_model(inference_model(run), run, eval_set, names, decoding, watch, "tuned", loss)
     if pairs is not None:
         with watch.measure("tuned preference"):
             tuned.metrics |= preference_scores(run.model, run, pairs)
@@ -74,7 +80,8 @@ def evaluate_run(run_dir: Path, data: Path | None = None, limit: int | None = No
     report = EvalReport(
         run_dir=run_dir,
         data=eval_set.description,
-        decoding=decoding.as_dict() | {"batch_size": config.eval.batch_size, "timings": watch.timings},
+        decoding=decoding.as_dict()
+        | {"batch_size": config.eval.batch_size, "teacher_forced_loss": loss, "timings": watch.timings},
         metric_names=names,
         examples=eval_set.examples,
         tuned=tuned.metrics,
@@ -102,6 +109,7 @@ def score_model(
     decoding: Decoding,
     watch: Stopwatch | None = None,
     label: str = "tuned",
+    loss: bool = True,
 ) -> ModelScores:
     """Generate an answer per input batch by batch, feeding each batch to the metrics, then the eval loss."""
     watch = watch or Stopwatch()
@@ -120,12 +128,14 @@ def score_model(
                 metric.update(answers, [examples[i].references for i in rows])
         for i, text in zip(rows, answers, strict=True):
             outputs[i] = text
-    with watch.measure(f"{label} loss"):
-        loss = teacher_forced_loss(
-            model, run.tokenizer, eval_set.tokenized, batch_size, run.precision, packs_rows(run, model)
-        )
     scores = {key: value for metric in metrics.values() for key, value in metric.compute().items()}
-    return ModelScores(scores | loss.compute(), outputs)
+    if loss:
+        with watch.measure(f"{label} loss"):
+            totals = teacher_forced_loss(
+                model, run.tokenizer, eval_set.tokenized, batch_size, run.precision, packs_rows(run, model)
+            )
+        scores |= totals.compute()
+    return ModelScores(scores, outputs)
 
 
 def even_batches(items: list[int], batch_size: int) -> list[list[int]]:

@@ -88,6 +88,26 @@ def test_no_base_gives_the_same_tuned_outputs_and_loss(evaluated: tuple[Path, Ev
     assert report.tuned["loss"] == pytest.approx(trained, rel=1e-2)  # teacher-forced loss as training saw it
 
 
+def test_no_loss_scores_the_same_answers_without_the_teacher_forced_loss(
+    evaluated: tuple[Path, EvalReport],
+    run_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tunesmith.cli import main
+
+    _, first = evaluated
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--no-base", "--no-loss"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0 and "bleu" in capsys.readouterr().out
+    written = json.loads((run_dir / "eval.json").read_text())
+    tuned = written["metrics"]["tuned"]
+    assert "loss" not in tuned and "perplexity" not in tuned and written["decoding"]["teacher_forced_loss"] is False
+    assert tuned == {k: v for k, v in first.tuned.items() if k not in ("loss", "perplexity")}
+    assert not any("loss" in part for part in written["decoding"]["timings"])
+
+
 def test_metrics_see_one_batch_at_a_time(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tunesmith.evaluate.generation import Decoding
     from tunesmith.evaluate.references import build_eval_set, read_source
