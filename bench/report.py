@@ -93,6 +93,9 @@ def _eval_checks(by: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         return []
     checks = [_check("eval, whole process: plain loop time / tunesmith eval time",
                      plain["wall_seconds"] / ours["wall_seconds"], ">=", 1.0)]  # fmt: skip
+    if metrics_only := by.get("tunesmith-eval --no-loss"):
+        checks.append(_check("eval --no-loss (no teacher-forced loss, as the plain loop): plain time / tunesmith time",
+                             plain["wall_seconds"] / metrics_only["wall_seconds"], ">=", 1.0))  # fmt: skip
     if "same_answers_as_plain" in ours:
         same, total = (int(n) for n in ours["same_answers_as_plain"].split("/"))
         checks.append(_check("eval: greedy answers equal to the plain loop's (fp32)", same / total, ">=", 1.0))

@@ -196,20 +196,28 @@ class Bench:
             return [{"recipe": "tunesmith-eval", "error": "the whole part's tunesmith run failed"}]
         a = self.args
         rows = write_evaluation_rows(self.work_dir / "eval.csv", a.eval_prompts, a.eval_references)
-        print("running eval-tunesmith ...", file=sys.stderr, flush=True)
-        command = [str(TUNESMITH), "eval", str(self.whole_run), "--data", str(rows), "--no-base"]
-        ours = run_child("tunesmith-eval", command, self.logs / "eval-tunesmith.log")
-        if "error" not in ours:
-            ours |= eval_figures(self.whole_run)
+        ours = self.tunesmith_eval(rows)
+        metrics_only = self.tunesmith_eval(rows, "--no-loss")
         job = self.work_dir / "plain.json"
         job.write_text(json.dumps(plain_job(self, rows, ours.get("max_new_tokens", 96))))
         print("running eval-plain ...", file=sys.stderr, flush=True)
         command = [sys.executable, "-m", "recipes.plain_generate", str(job)]
         plain = run_child("plain-generate", command, self.logs / "eval-plain.log")
-        if "answers" in plain and "tuned_outputs" in ours:
-            same = sum(a == b for a, b in zip(plain.pop("answers"), ours.pop("tuned_outputs"), strict=True))
-            ours["same_answers_as_plain"] = f"{same}/{plain['prompts']}"
-        return [ours, plain]
+        answers = plain.pop("answers", None)
+        for result in (ours, metrics_only):
+            if answers is not None and "tuned_outputs" in result:
+                same = sum(a == b for a, b in zip(answers, result.pop("tuned_outputs"), strict=True))
+                result["same_answers_as_plain"] = f"{same}/{plain['prompts']}"
+        return [ours, metrics_only, plain]
+
+    def tunesmith_eval(self, rows: Path, *flags: str) -> dict[str, Any]:
+        """``tunesmith eval --no-base`` (plus ``flags``) on the whole part's run, as a user runs it."""
+        assert self.whole_run is not None
+        name = "tunesmith-eval" + "".join(f" {flag}" for flag in flags)
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        command = [str(TUNESMITH), "eval", str(self.whole_run), "--data", str(rows), "--no-base", *flags]
+        result = run_child(name, command, self.logs / f"eval-{'-'.join(['tunesmith', *flags]).replace('--', '')}.log")
+        return result | eval_figures(self.whole_run) if "error" not in result else result
 
 
 def whole_config(rows: Path, args: argparse.Namespace) -> dict[str, Any]:
