@@ -140,15 +140,18 @@ class _Pack:
                     self.keep.append(offset + t - 1 if t - 1 < shared else start + t - 1 - shared)
                     self.targets.append(target)
 
-    def mask(self) -> Any:
-        """The [1, 1, T, T] boolean attention mask (True: may attend) of the tree layout."""
+    def mask(self, dtype: Any) -> Any:
+        """The [1, 1, T, T] additive attention mask of the tree layout: 0 where a position may attend, the
+        dtype's lowest value elsewhere. Additive, not boolean: eager attention adds the mask it is given to the
+        scores (a boolean one would add 1 and block nothing), and sdpa reads either form."""
         import torch
 
         size = len(self.ids)
-        mask = torch.zeros(size, size, dtype=torch.bool)
+        allowed = torch.zeros(size, size, dtype=torch.bool)
         for start, end, prefix_start, prefix_end in self.blocks:
-            mask[start:end, start:end] = torch.ones(end - start, end - start, dtype=torch.bool).tril()
-            mask[start:end, prefix_start:prefix_end] = True
+            allowed[start:end, start:end] = torch.ones(end - start, end - start, dtype=torch.bool).tril()
+            allowed[start:end, prefix_start:prefix_end] = True
+        mask = torch.zeros(size, size, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
         return mask[None, None]
 
 
@@ -199,7 +202,7 @@ def _packed_loss(model: Any, examples: list[dict[str, list[int]]], precision: st
         inputs = {
             "input_ids": torch.tensor([pack.ids], device=model.device),
             "position_ids": torch.tensor([pack.positions], device=model.device),
-            "attention_mask": pack.mask().to(model.device),
+            "attention_mask": pack.mask(model.dtype).to(model.device),
             "logits_to_keep": torch.tensor(pack.keep, device=model.device),
         }
         targets = torch.tensor([pack.targets])

@@ -51,14 +51,14 @@ def test_teacher_forced_loss_is_per_target_token(tiny_llama: Path, tiny_t5: Path
     assert losses == pytest.approx([_direct(model, rows, shift)] * 3, rel=1e-5)
 
 
-@pytest.mark.parametrize("pack_tokens", [512, 20])
+@pytest.mark.parametrize(("pack_tokens", "attention"), [(512, "sdpa"), (20, "sdpa"), (512, "eager")])
 def test_references_of_one_prompt_share_its_positions_and_lose_nothing(
-    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, pack_tokens: int
+    tiny_llama: Path, monkeypatch: pytest.MonkeyPatch, pack_tokens: int, attention: str
 ) -> None:
     from tunesmith.evaluate import loss
 
     monkeypatch.setattr(loss, "PACK_TOKENS", pack_tokens)  # 20: several packs, a group never split
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama, attn_implementation=attention).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     rows = []
     for i in range(4):  # per prompt: two answers that share their first tokens, one apart, and a repeat
