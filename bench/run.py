@@ -213,10 +213,10 @@ class Bench:
     def tunesmith_eval(self, rows: Path, *flags: str) -> dict[str, Any]:
         """``tunesmith eval --no-base`` (plus ``flags``) on the whole part's run, as a user runs it."""
         assert self.whole_run is not None
-        name = "tunesmith-eval" + "".join(f" {flag}" for flag in flags)
+        name = " ".join(["tunesmith-eval", *flags])
         print(f"running {name} ...", file=sys.stderr, flush=True)
         command = [str(TUNESMITH), "eval", str(self.whole_run), "--data", str(rows), "--no-base", *flags]
-        result = run_child(name, command, self.logs / f"eval-{'-'.join(['tunesmith', *flags]).replace('--', '')}.log")
+        result = run_child(name, command, self.logs / f"eval-{name.replace(' --', '-')}.log")
         return result | eval_figures(self.whole_run) if "error" not in result else result
 
 
