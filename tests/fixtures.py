@@ -159,3 +159,18 @@ def write_config(path: Path, model_dir: Path, table: Path, **sections: dict[str,
             config[section] = values
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def train_into(root: Path, config: Path, overrides: list[str] | None = None) -> Path:
+    """Train ``config`` into ``root/runs`` with its own tokenised-data cache in ``root/cache``; the run directory.
+
+    For module- and session-scoped fixtures: they run before the per-test private cache fixture is active.
+    """
+    import pytest
+
+    from tunesmith.config import load_config
+    from tunesmith.train.runner import train
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
+        return train(load_config(config, overrides or []), output_dir=root / "runs").run_dir

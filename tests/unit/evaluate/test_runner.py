@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import write_ads_csv, write_config
+from fixtures import train_into, write_ads_csv, write_config
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.metrics import METRICS
 from tunesmith.evaluate.report import EvalReport
@@ -21,9 +21,6 @@ from tunesmith.metric_specs import METRIC_SPECS, MetricSpec
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tunesmith.config import load_config
-    from tunesmith.train.runner import train
-
     root = tmp_path_factory.mktemp("eval-run")
     data = write_ads_csv(root / "ads.csv")
     # Two eval batches (batch_size 2, 4 distinct inputs), so batching is exercised.
@@ -34,9 +31,7 @@ def trained_run(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         train={"max_steps": 2, "batch_size": 4},
         eval={"batch_size": 2, "max_new_tokens": 4},
     )
-    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test cache fixture is not active yet
-        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
-        return train(load_config(config), output_dir=root / "runs").run_dir
+    return train_into(root, config)
 
 
 @pytest.fixture()

@@ -8,15 +8,12 @@ from typing import Any
 import pytest
 from export_checks import SYSTEM
 
-from fixtures import write_ads_csv, write_config
+from fixtures import train_into, write_ads_csv, write_config
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path:
     """A completed LoRA run of the tiny llama (2 steps, with a system prompt)."""
-    from tunesmith.config import load_config
-    from tunesmith.train.runner import train
-
     base = tmp_path_factory.mktemp("export-run")
     table = write_ads_csv(base / "ads.csv")
     config = write_config(
@@ -26,9 +23,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> Path
         train={"max_steps": 2, "batch_size": 4, "learning_rate": 5e-2},
         data={"system": SYSTEM},
     )
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TUNESMITH_CACHE", str(base / "cache"))
-        return train(load_config(config, []), output_dir=base / "runs").run_dir
+    return train_into(base, config)
 
 
 @pytest.fixture(scope="session")

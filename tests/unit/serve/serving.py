@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
 
-from fixtures import ADS, build_llama, write_config
+from fixtures import ADS, build_llama, train_into, write_config
 
 API_KEY = "test-key"
 
@@ -31,9 +30,6 @@ def _table(path: Path, shout: bool) -> Path:
 
 def train_lora(root: Path, model: Path, name: str, shout: bool, **sections: dict[str, object]) -> Path:
     """A LoRA run trained a few steps with a high learning rate, so its answers differ from the base's."""
-    from tunesmith.config import load_config
-    from tunesmith.train.runner import train
-
     root.mkdir(parents=True, exist_ok=True)
     table = _table(root / f"{name}.csv", shout)
     config = write_config(
@@ -47,15 +43,10 @@ def train_lora(root: Path, model: Path, name: str, shout: bool, **sections: dict
             **sections,
         },
     )
-    with pytest.MonkeyPatch.context() as patch:  # module scope: the per-test cache fixture is not active yet
-        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
-        return train(load_config(config), output_dir=root / "runs").run_dir
+    return train_into(root, config)
 
 
 def train_classifier(root: Path, model: Path) -> Path:
-    from tunesmith.config import load_config
-    from tunesmith.train.runner import train
-
     root.mkdir(parents=True, exist_ok=True)
     rows = ["review,label"] + [f"great product number {i},positive" for i in range(8)]
     rows += [f"terrible delivery number {i},negative" for i in range(8)]
@@ -69,9 +60,7 @@ def train_classifier(root: Path, model: Path) -> Path:
         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "logging_steps": 1},
     }
     (root / "clf.yaml").write_text(yaml.safe_dump(config))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
-        return train(load_config(root / "clf.yaml"), output_dir=root / "runs").run_dir
+    return train_into(root, root / "clf.yaml")
 
 
 def build_noisy_llama(path: Path) -> Path:
