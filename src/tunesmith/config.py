@@ -64,9 +64,27 @@ class DataConfig(_Section):
     chat_template: Literal["auto", "on", "off"] = Field(
         "auto", description="Render through the tokenizer's chat template: auto uses it when one exists."
     )
-    max_length: int = Field(512, ge=8, description="Tokens per example; longer rows are truncated and counted.")
-    loss_on: Literal["response", "all"] = Field(
-        "response", description="Which tokens carry loss: only the response (default) or the whole example."
+    max_length: int = Field(
+        512,
+        ge=8,
+        description="Tokens per example; longer rows are truncated and counted (a conversation is cut after the "
+        "last assistant turn that fits).",
+    )
+    loss_on: Literal["response", "all", "last"] = Field(
+        "response",
+        description="Which tokens carry loss: the response (default; in a conversation every assistant turn, its "
+        "tool calls and end-of-turn token), all of the example, or last (a conversation's final assistant turn).",
+    )
+    # Conversations (task causal_lm): one column holds each row's messages; see _check_conversation below.
+    messages: str | None = Field(
+        None,
+        description="Column holding a conversation per row: a list of messages in the OpenAI shape (role, content, "
+        "tool_calls, tool_call_id) or the ShareGPT shape (from, value); in CSV, that list as a JSON string.",
+    )
+    tools: str | None = Field(
+        None,
+        description="Column holding the OpenAI function schemas the conversation may call (a list, or a JSON string "
+        "of one); needs data.messages.",
     )
     # Preference objectives (train.objective dpo, orpo, simpo, kto): see PreferenceData below.
     chosen: str | None = Field(None, description="Preferred answer template with {column} placeholders (dpo...).")
@@ -405,6 +423,32 @@ def _check_preference(cfg: RunConfig) -> None:
         raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {known}")
 
 
+# Keys that describe a single-turn or preference row; a conversation row is described by data.messages alone.
+SINGLE_TURN_KEYS = ("prompt", "response", "source", "target", "text", "label", "chosen", "rejected", "desirable")
+
+
+def _check_conversation(cfg: RunConfig) -> None:
+    """data.messages: a causal LM trained with sft, its rows described by the messages column alone."""
+    data = cfg.data
+    if data.messages is None:
+        raise ValueError("data.tools needs data.messages (the column of conversations that may call the tools)")
+    if not data.messages.strip():
+        raise ValueError("data.messages: must name a column")
+    if cfg.task != "causal_lm":
+        raise ValueError(f"data.messages needs task causal_lm (got task {cfg.task})")
+    if cfg.train.objective != "sft":
+        raise ValueError(f"data.messages trains with train.objective sft (got {cfg.train.objective})")
+    for key in SINGLE_TURN_KEYS:
+        if getattr(data, key) is not None:
+            raise ValueError(
+                f"data.messages and data.{key} cannot be used together (a conversation row is its messages)"
+            )
+    if data.tools is not None and data.tools == data.messages:
+        raise ValueError("data.tools and data.messages name the same column")
+    if cfg.eval.metrics:
+        raise ValueError("eval.metrics: generation metrics are not computed on conversations yet; remove eval.metrics")
+
+
 def preference_beta(cfg: TrainConfig) -> float:
     """train.beta, or the objective's default."""
     return cfg.beta if cfg.beta is not None else DEFAULT_BETA[cfg.objective]
@@ -449,6 +493,11 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _templates_for_task(self) -> RunConfig:
+        if self.data.messages is not None or self.data.tools is not None:
+            _check_conversation(self)
+            return self
+        if self.data.loss_on == "last":
+            raise ValueError("data.loss_on last applies to conversations only (set data.messages)")
         if self.train.objective != "sft":
             _check_preference(self)
             return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import Task
+from tunesmith.data.single_turn import SINGLE_TURN
 from tunesmith.data.tokenize import IGNORE_INDEX
 
 if TYPE_CHECKING:
@@ -32,13 +33,14 @@ def make_collator(
     """
     from transformers import DataCollatorWithFlattening
 
-    if packing and task == "causal_lm":
+    spec = SINGLE_TURN[task]
+    if packing and spec.token_loss:
         flatten = DataCollatorWithFlattening(
             return_position_ids=True, separator_id=IGNORE_INDEX, return_flash_attn_kwargs=True
         )
         return ResponseOnlyPacking(flatten, getattr(tokenizer, "pad_token_id", None) or 0, shape_multiple)
     # Passing a seq2seq model lets the collator build decoder_input_ids from the labels.
-    return RightPadding(tokenizer, model if task == "seq2seq" else None)
+    return RightPadding(tokenizer, model if spec.encoder_decoder else None)
 
 
 def supports_packing(model: Any) -> bool:

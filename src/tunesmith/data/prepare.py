@@ -9,20 +9,20 @@ import shutil
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from tunesmith.cache import cache_root, file_sha256
-from tunesmith.config import TASK_DATA_KEYS, DataConfig, Task
+from tunesmith.config import DataConfig, Task
 from tunesmith.console import say
 from tunesmith.data.labels import label_names, stratified_holdout
 from tunesmith.data.render import Pair, render_pairs
+from tunesmith.data.single_turn import SINGLE_TURN
 from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns
-from tunesmith.data.tokenize import Encoder, tokenize_classification, tokenize_pairs, tokenize_seq2seq
+from tunesmith.data.tokenize import Encoder
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
@@ -77,17 +77,19 @@ class PreparedData:
     stats: DataStats
     sha256: dict[str, str] = field(default_factory=dict)
     labels: list[str] | None = None
+    eval_conversations: list[Any] = field(default_factory=list)  # conversation data: the eval split's rows
 
 
 def task_templates(cfg: DataConfig, task: Task = "causal_lm") -> dict[str, str]:
-    """The task's (input, target) templates by dotted key; a classification label column becomes ``{column}``."""
-    input_key, target_key = TASK_DATA_KEYS[task]
-    source, target = getattr(cfg, input_key), getattr(cfg, target_key)
+    """The task's (input, target) templates by dotted key; a label column becomes the template ``{column}``."""
+    spec = SINGLE_TURN[task]
+    input_key, target_key = spec.keys
+    source, target = getattr(cfg, input_key.removeprefix("data.")), getattr(cfg, target_key.removeprefix("data."))
     if source is None or target is None:
-        raise TunesmithError(f"data.{input_key} and data.{target_key} are required for task {task}")
-    if task == "classification":
+        raise TunesmithError(f"{input_key} and {target_key} are required for task {task}")
+    if spec.labelled:
         target = "{" + target + "}"
-    return {f"data.{input_key}": source, f"data.{target_key}": target}
+    return {input_key: source, target_key: target}
 
 
 def read_tables(cfg: DataConfig, task: Task = "causal_lm") -> Tables:
@@ -115,13 +117,14 @@ def prepare_data(
         raise TunesmithError(
             f"data.train: {cfg.train}: no usable rows ({stats.dropped_empty} have an empty input or target)"
         )
-    labels = label_names(pairs, cfg) if task == "classification" else None
+    spec = SINGLE_TURN[task]
+    labels = label_names(pairs, cfg) if spec.labelled else None
     if labels is not None:
         stats.label_counts = dict(Counter(p.response for p in pairs))
     train_pairs, eval_pairs = _split(pairs, cfg, tables, templates, stratify=labels is not None)
-    encode = _encoder(task, labels)
-    train = _tokenized(train_pairs, tokenizer, cfg, stats, "data.train", encode)
-    evaluation = _tokenized(eval_pairs, tokenizer, cfg, stats, "data.eval", encode) if eval_pairs else None
+    encode = spec.encoder(labels)
+    train = tokenize_cached(train_pairs, tokenizer, cfg, stats, "data.train", encode)
+    evaluation = tokenize_cached(eval_pairs, tokenizer, cfg, stats, "data.eval", encode) if eval_pairs else None
     if evaluation is not None and labels is not None:
         evaluation = _without_unseen_labels(evaluation, stats)
     stats.train_rows, stats.eval_rows = len(train), len(evaluation) if evaluation is not None else 0
@@ -137,15 +140,6 @@ def _without_unseen_labels(evaluation: Dataset, stats: DataStats) -> Dataset | N
         say(f"data.eval: {unseen} rows have labels never seen in training; left out of the eval loss")
     kept = evaluation.filter(lambda row: row["labels"] >= 0)
     return kept if len(kept) else None
-
-
-def _encoder(task: Task, labels: list[str] | None) -> Encoder:
-    if task == "seq2seq":
-        return tokenize_seq2seq
-    if task == "classification":
-        assert labels is not None
-        return partial(tokenize_classification, label_ids={name: i for i, name in enumerate(labels)})
-    return tokenize_pairs
 
 
 def _split(
@@ -172,14 +166,15 @@ def _random_holdout(n_rows: int, cfg: DataConfig) -> set[int]:
     return set(order[:n_eval])
 
 
-def _tokenized(
-    pairs: list[Pair],
+def tokenize_cached(
+    pairs: list[Any],
     tokenizer: PreTrainedTokenizerBase,
     cfg: DataConfig,
     stats: DataStats,
     key: str,
     encode: Encoder,
 ) -> Dataset:
+    """``encode`` the rows (pairs, conversations) into a Dataset, reused from the cache when nothing changed."""
     from datasets import Dataset, load_from_disk
 
     cache_dir = cache_root() / "tokens" / _cache_key(pairs, tokenizer, cfg, encode)
@@ -234,7 +229,7 @@ def _save_atomically(dataset: Dataset, meta: dict[str, Any], cache_dir: Path) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _cache_key(pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, encode: Encoder) -> str:
+def _cache_key(pairs: list[Any], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, encode: Encoder) -> str:
     digest = hashlib.sha256(CACHE_VERSION.encode())
     digest.update(repr(getattr(encode, "func", encode).__name__).encode())
     digest.update(json.dumps(getattr(encode, "keywords", {}), sort_keys=True).encode())
@@ -242,7 +237,7 @@ def _cache_key(pairs: list[Pair], tokenizer: PreTrainedTokenizerBase, cfg: DataC
     digest.update(json.dumps(settings, sort_keys=True).encode())
     digest.update(tokenizer_fingerprint(tokenizer).encode())
     for pair in pairs:
-        digest.update(json.dumps(asdict(pair)).encode())
+        digest.update(json.dumps(asdict(pair), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:24]
 
 

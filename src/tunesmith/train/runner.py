@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from tunesmith import IMPORTED_AT
 from tunesmith.config import RunConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
-from tunesmith.data.prepare import DataStats, PreparedData, Tables, prepare_data, read_tables
+from tunesmith.data.forms import prepare_form_data, read_data
+from tunesmith.data.prepare import DataStats, PreparedData, Tables
 from tunesmith.errors import TunesmithError
 from tunesmith.metric_specs import lower_is_better, score_keys, training_metrics
 
@@ -188,12 +189,10 @@ SUMMARY_METRICS = (
 
 def _read_tables(cfg: RunConfig) -> Tables:
     if cfg.train.objective != "sft":
-        from tunesmith.data.preference import read_preference_tables
         from tunesmith.train.preference import require_trl
 
         require_trl(cfg.train.objective)
-        return read_preference_tables(cfg.data)
-    return read_tables(cfg.data, cfg.task)
+    return read_data(cfg)  # the data form's reader: every row checked before any model loads
 
 
 def train_from_file(
@@ -220,12 +219,7 @@ def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch | None = None) -> _Se
         resolved = resolve_model(cfg.model.name, cfg.model.revision)
         tokenizer = load_tokenizer(resolved, cfg.model)
     with watch.measure("data"):
-        if cfg.train.objective != "sft":
-            from tunesmith.data.preference import prepare_preference_data
-
-            data = prepare_preference_data(cfg, tables, tokenizer)
-        else:
-            data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
+        data = prepare_form_data(cfg, tables, tokenizer)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     set_seed(cfg.train.seed)
     with watch.measure("model"):
