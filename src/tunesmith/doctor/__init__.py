@@ -16,25 +16,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.config import DataConfig, RunConfig, load_config
+from tunesmith.data.forms import DataForm, form_for
 from tunesmith.data.prepare import PreparedData, Tables, prepare_data, read_tables, task_templates
 from tunesmith.data.render import Pair, render_pairs
-from tunesmith.data.tokenize import (
-    IGNORE_INDEX,
-    TokenizeStats,
-    tokenize_classification,
-    tokenize_pairs,
-    tokenize_seq2seq,
-)
+from tunesmith.data.single_turn import SINGLE_TURN
+from tunesmith.data.tokenize import IGNORE_INDEX, TokenizeStats
+from tunesmith.doctor.cost import estimate_cost, timing_summary
 from tunesmith.doctor.findings import (
     LISTED,
     NEAR_DUPLICATE_JACCARD,
     NEAR_DUPLICATE_MAX_ROWS,
     SHOWN_EXAMPLES,
-    TIMED_STEPS,
+    ConversationStats,
     Diagnosis,
     Example,
     Lengths,
-    Timing,
     Token,
     _blank,
     empty_cells,
@@ -48,6 +44,7 @@ __all__ = [
     "diagnose",
     "diagnose_file",
     "empty_cells",
+    "estimate_cost",
     "normalise",
     "renderables",
     "statistics_lines",
@@ -55,6 +52,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
 
 
@@ -79,10 +78,9 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
     quiet_libraries()
     report = Diagnosis(source, cfg.task, cfg.model.name, cfg.method.name)
     _check_trackers(report, cfg)
-    if cfg.train.objective != "sft":  # pairs of answers: their own checks
-        from tunesmith.doctor.preference import diagnose_preferences
-
-        return diagnose_preferences(report, cfg)
+    own_checks = _form_checks(form_for(cfg))
+    if own_checks is not None:  # pairs of answers, conversations: their own checks
+        return own_checks(report, cfg, timing)
     tables = read_tables(cfg.data, cfg.task)
     templates = list(task_templates(cfg.data, cfg.task).values())
     report.rows = {"read": len(tables.train) + (len(tables.eval) if tables.eval is not None else 0)}
@@ -105,6 +103,18 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
     return report
 
 
+def _form_checks(form: DataForm) -> Callable[[Diagnosis, RunConfig, bool], Diagnosis] | None:
+    """The doctor of a data form that is not a single turn; None for single-turn forms (checked here)."""
+    from tunesmith.doctor.conversation import diagnose_conversations
+    from tunesmith.doctor.preference import diagnose_preferences
+
+    checks: dict[str, Callable[[Diagnosis, RunConfig, bool], Diagnosis]] = {
+        "preference": diagnose_preferences,
+        "conversation": diagnose_conversations,
+    }
+    return checks.get(form.name)
+
+
 def render_examples(rows: _Rows, tokenizer: Any, cfg: RunConfig, count: int = SHOWN_EXAMPLES) -> list[Example]:
     """The first ``count`` rows tokenised exactly as training does, each token flagged with its loss."""
     examples = []
@@ -113,27 +123,23 @@ def render_examples(rows: _Rows, tokenizer: Any, cfg: RunConfig, count: int = SH
         if not tokenized:
             continue  # dropped: truncation left no response token
         ids, labels = tokenized[0]["input_ids"], tokenized[0]["labels"]
-        if cfg.task == "causal_lm":
+        spec = SINGLE_TURN[cfg.task]
+        if spec.token_loss:
             flags = [label != IGNORE_INDEX for label in labels]
             tokens = [Token(i, tokenizer.decode([i]), flag) for i, flag in zip(ids, flags, strict=True)]
         else:
             # Encoder input carries no loss; a seq2seq target is what the decoder learns to write.
             tokens = [Token(i, tokenizer.decode([i]), False) for i in ids]
-            if cfg.task == "seq2seq":
+            if spec.encoder_decoder:
                 tokens += [Token(i, tokenizer.decode([i]), True) for i in labels]
-        label = pair.response if cfg.task == "classification" else None
+        label = pair.response if spec.labelled else None
         examples.append(Example(number, tokens, stats.lengths[0], label))
     return examples
 
 
 def encode(cfg: RunConfig, pairs: list[Pair], tokenizer: Any) -> tuple[list[dict[str, Any]], TokenizeStats]:
-    """Tokenise pairs with the task's own encoder (the one training uses)."""
-    if cfg.task == "seq2seq":
-        return tokenize_seq2seq(pairs, tokenizer, cfg.data)
-    if cfg.task == "classification":
-        # Label ids do not change lengths or rendering; unknown labels simply map to -1.
-        return tokenize_classification(pairs, tokenizer, cfg.data, label_ids={})
-    return tokenize_pairs(pairs, tokenizer, cfg.data)
+    """Tokenise pairs with the task's own encoder (the one training uses; no label set: labels map to -1)."""
+    return SINGLE_TURN[cfg.task].encoder(None)(pairs, tokenizer, cfg.data)
 
 
 def shingles(text: str, size: int = 3) -> set[tuple[str, ...]]:
@@ -149,90 +155,6 @@ def label_column(cfg: DataConfig) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def estimate_cost(cfg: RunConfig, resolved: Any, tokenizer: Any, prepared: PreparedData) -> Timing:
-    """Load the model, apply the method and time a few optimizer steps on real batches at the run's precision.
-
-    The first step runs on the longest rows (so the memory peak is the run's worst batch) and is not timed;
-    the next ones, on the first batches, are. Evaluation and checkpointing are not included.
-    """
-    import time
-
-    import torch
-    from transformers import set_seed
-
-    from tunesmith.data.collate import make_collator, packed_response_loss
-    from tunesmith.methods import apply_method, get_method
-    from tunesmith.models import head_kwargs
-    from tunesmith.models.precision import resolve_precision
-    from tunesmith.models.run_model import load_weights
-    from tunesmith.train.runner import prepare_for_training
-
-    precision, _ = resolve_precision(cfg.train.precision)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    set_seed(cfg.train.seed)
-    method = get_method(cfg.method.name)
-    model = load_weights(resolved, cfg.model, cfg.task, **head_kwargs(prepared.labels))
-    model = apply_method(model, cfg.method, cfg.task).to(device)
-    model.train()
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        if method.adapter:
-            model.enable_input_require_grads()
-    packing = prepare_for_training(cfg, model, method, precision)
-    collate = make_collator(tokenizer, packing, cfg.task, model)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.learning_rate)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    batches = _timing_batches(prepared.train, cfg.train.batch_size)
-    durations = []
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    for rows in batches:
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in collate(rows).items()}
-        start = time.perf_counter()
-        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
-            if packing:
-                labels = batch.pop("labels")
-                loss = packed_response_loss(model(**batch, use_cache=False), labels)
-            else:
-                loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        durations.append(time.perf_counter() - start)
-    per_step = statistics.median(durations[1:]) if len(durations) > 1 else durations[0]
-    steps_per_epoch = math.ceil(len(prepared.train) / cfg.train.batch_size)
-    run_steps = (
-        cfg.train.max_steps * cfg.train.grad_accum if cfg.train.max_steps else steps_per_epoch * cfg.train.epochs
-    )
-    return Timing(
-        device=device,
-        precision=precision,
-        batch_size=cfg.train.batch_size,
-        packing=packing,
-        steps_timed=len(durations) - 1,
-        seconds_per_step=round(per_step, 4),
-        steps_per_epoch=steps_per_epoch,
-        seconds_per_epoch=round(per_step * steps_per_epoch, 1),
-        seconds_for_run=round(per_step * run_steps, 1),
-        peak_rss_mb=round(_peak_rss_mb(), 1),
-        peak_gpu_mb=round(torch.cuda.max_memory_allocated() / 2**20, 1) if device == "cuda" else None,
-    )
-
-
-def timing_summary(timing: Timing) -> str:
-    """One line: the estimate, labelled as one."""
-    gpu = f", peak GPU memory {timing.peak_gpu_mb:,.0f} MB" if timing.peak_gpu_mb is not None else ""
-    return (
-        f"estimate from {timing.steps_timed} timed steps ({timing.device}, {timing.precision}, "
-        f"batch {timing.batch_size}{', packed' if timing.packing else ''}): {timing.seconds_per_step:.2f} s/step, "
-        f"~{_duration(timing.seconds_per_epoch)} per epoch ({timing.steps_per_epoch} steps), "
-        f"~{_duration(timing.seconds_for_run)} for the run; peak memory (process RSS) {timing.peak_rss_mb:,.0f} MB"
-        f"{gpu}; evaluation and checkpoints not included, other load on this machine skews it"
-    )
 
 
 def renderables(report: Diagnosis, styled: bool = True) -> list[Any]:
@@ -251,6 +173,8 @@ def renderables(report: Diagnosis, styled: bool = True) -> list[Any]:
         out.append(_example_text(example, styled))
         if example.label is not None:
             out.append(Text(f"label: {example.label}"))
+        if example.note is not None:
+            out.append(Text(example.note))
     out.append(Text(""))
     out.extend(Text(line) for line in statistics_lines(report))
     out.append(Text("\nproblems:" if report.problems else "\nno problems found", "bold"))
@@ -293,7 +217,23 @@ def statistics_lines(report: Diagnosis) -> list[str]:
         lines.append("empty cells: " + ", ".join(f"{col} {count}" for col, count in report.empty_cells.items()))
     if report.labels is not None:
         lines.append("labels: " + ", ".join(f"{label} {count}" for label, count in report.labels.items()))
+    if report.conversations is not None:
+        lines.extend(conversation_lines(report.conversations))
     return lines
+
+
+def conversation_lines(stats: ConversationStats) -> list[str]:
+    """Turns, tokens per turn, loss share and tool calls of conversation data, as short lines."""
+    turns, calls = stats.turns, stats.tool_calls
+    per_role = ", ".join(f"{role} median {n['median']:g} max {n['max']:g}" for role, n in stats.tokens_per_turn.items())
+    return [
+        f"turns per conversation: min {turns['min']:g}, median {turns['median']:g}, max {turns['max']:g}",
+        f"tokens per turn: {per_role}",
+        f"tokens with loss: {100 * stats.loss_share:.1f}% of all tokens",
+        f"tool calls: {calls['total']:g} in all, median {calls['median']:g} max {calls['max']:g} per conversation, "
+        f"{calls['with_calls']:g} of {stats.conversations} conversations call a tool; "
+        f"tools rendered by {'the chat template' if stats.renderer == 'native' else 'the tunesmith fallback'}",
+    ]
 
 
 def _render_rows(frame: pd.DataFrame, templates: list[str]) -> _Rows:
@@ -441,7 +381,7 @@ def _check_lengths(report: Diagnosis, run_cfg: RunConfig, pairs: list[Pair], tok
         total=sum(ordered),
     )
     n = report.lengths
-    if run_cfg.task == "causal_lm":
+    if SINGLE_TURN[run_cfg.task].token_loss:
         _check_template(report, n, cfg, tokenizer)
     if n.truncated == n.rows:
         report.add("blocking", "all-truncated", f"every row is longer than data.max_length={cfg.max_length} tokens")
@@ -483,7 +423,7 @@ def _drop_restated(report: Diagnosis) -> None:
 
 
 def _check_labels(report: Diagnosis, cfg: RunConfig, tables: Tables) -> None:
-    if cfg.task != "classification":
+    if not SINGLE_TURN[cfg.task].labelled:
         return
     column = label_column(cfg.data)
     if column is None or column not in tables.train.columns:
@@ -499,24 +439,6 @@ def _check_labels(report: Diagnosis, cfg: RunConfig, tables: Tables) -> None:
         report.add("warning", "imbalance", f"labels are imbalanced ({rarest} vs {commonest} rows); watch macro F1")
 
 
-def _timing_batches(dataset: Any, batch_size: int) -> list[list[dict[str, Any]]]:
-    lengths = list(dataset["length"])
-    longest = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)[:batch_size]
-    timed = [[(i * batch_size + j) % len(lengths) for j in range(batch_size)] for i in range(TIMED_STEPS)]
-    return [
-        [{"input_ids": row["input_ids"], "labels": row["labels"]} for row in dataset.select(indices)]
-        for indices in [longest, *timed]
-    ]
-
-
-def _peak_rss_mb() -> float:
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
 def _text(pair: Pair) -> str:
     return f"{pair.prompt}\n{pair.response}"
 
@@ -524,11 +446,3 @@ def _text(pair: Pair) -> str:
 def _groups(groups: list[list[int]]) -> str:
     shown = "; ".join(", ".join(str(n) for n in group) for group in groups[:LISTED])
     return shown + (f"; and {len(groups) - LISTED} more" if len(groups) > LISTED else "")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -52,6 +52,7 @@ class Example:
     tokens: list[Token]
     untruncated_length: int
     label: str | None = None
+    note: str | None = None  # a line shown under the example (a conversation's tokens per turn)
 
     @property
     def spans(self) -> list[tuple[str, bool]]:
@@ -110,6 +111,18 @@ class Timing:
 
 
 @dataclass
+class ConversationStats:
+    """Conversation data: how long, how many turns and tool calls, and how much of it is learnt."""
+
+    conversations: int
+    turns: dict[str, float]  # min, median, max messages per conversation
+    tokens_per_turn: dict[str, dict[str, float]]  # role -> median and max tokens of one turn
+    loss_share: float  # share of all tokens that carry loss
+    tool_calls: dict[str, float]  # total, median and max calls per conversation, conversations with a call
+    renderer: str  # native (the chat template renders tools) or fallback (tunesmith's marked text)
+
+
+@dataclass
 class Diagnosis:
     """Everything doctor found about one config and its data."""
 
@@ -125,6 +138,7 @@ class Diagnosis:
     leaked: list[dict[str, list[int]]] = field(default_factory=list)
     empty_cells: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] | None = None
+    conversations: ConversationStats | None = None
     timing: Timing | None = None
     problems: list[Problem] = field(default_factory=list)
 

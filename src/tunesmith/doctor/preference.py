@@ -36,8 +36,8 @@ from tunesmith.doctor.findings import (
 LENGTH_BIAS_SHARE = 0.8
 
 
-def diagnose_preferences(report: Diagnosis, cfg: RunConfig) -> Diagnosis:
-    """Every preference check on ``cfg``'s data; adds to ``report`` (timing is not estimated)."""
+def diagnose_preferences(report: Diagnosis, cfg: RunConfig, timing: bool = False) -> Diagnosis:
+    """Every preference check on ``cfg``'s data; adds to ``report`` (timing is not estimated, whatever ``timing``)."""
     data = cfg.data
     tables = read_preference_tables(data)
     templates = [t for t in preference_templates(data).values() if t]
