@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,37 @@ def test_trackers_do_not_change_the_config_hash(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, MINIMAL))
     tracked = load_config(write(tmp_path, MINIMAL), ["track.mlflow=true", "track.mlflow_experiment=ads"])
     assert tracked.track.mlflow and tracked.config_hash() == cfg.config_hash()
+
+
+CONVERSATIONS = "data:\n  train: chats.jsonl\n  messages: messages\n"
+
+
+def test_a_conversation_config_needs_only_the_messages_column(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, CONVERSATIONS + "  tools: tools\n  loss_on: last\n"))
+    assert (cfg.data.messages, cfg.data.tools, cfg.data.loss_on) == ("messages", "tools", "last")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("data:\n  prompt: '{x}'\n", "config.yaml: data.messages and data.prompt cannot be used together"),
+        ("data:\n  label: y\n", "data.messages and data.label cannot be used together"),
+        ("task: classification\n", "data.messages needs task causal_lm (got task classification)"),
+        ("train:\n  objective: dpo\n", "data.messages trains with train.objective sft (got dpo)"),
+        ("eval:\n  metrics: [bleu]\n", "eval.metrics: generation metrics are not computed on conversations yet"),
+        ("data:\n  tools: messages\n", "data.tools and data.messages name the same column"),
+    ],
+)
+def test_conversation_config_errors_name_the_keys(tmp_path: Path, extra: str, message: str) -> None:
+    raw = yaml.safe_load(CONVERSATIONS)
+    for section, values in yaml.safe_load(extra).items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    with pytest.raises(TunesmithError, match=re.escape(message)):
+        load_config(write(tmp_path, yaml.safe_dump(raw)))
+
+
+def test_tools_without_messages_and_loss_on_last_without_messages_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(TunesmithError, match="data.tools needs data.messages"):
+        load_config(write(tmp_path, MINIMAL + "  tools: tools\n"))
+    with pytest.raises(TunesmithError, match="data.loss_on last applies to conversations only"):
+        load_config(write(tmp_path, MINIMAL + "  loss_on: last\n"))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fixtures import ADS, write_config
 from tunesmith.config import load_config
@@ -170,3 +171,106 @@ def _statistics(report) -> list[str]:  # type: ignore[no-untyped-def]
     from tunesmith.doctor import statistics_lines
 
     return statistics_lines(report)
+
+
+# --- Conversations (data.messages) ---
+
+TOOLS = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
+CHAT = [
+    {"role": "user", "content": "Where is order 12?"},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "lookup_order", "arguments": '{"order_id": 12}'}}]},
+    {"role": "tool", "content": '{"status": "shipped"}'},
+    {"role": "assistant", "content": "It shipped yesterday."},
+]
+SMALL_TALK = [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+
+
+def write_chats(path: Path, conversations: list[object]) -> Path:
+    path.write_text("".join(json.dumps({"messages": c, "tools": TOOLS}) + "\n" for c in conversations))
+    return path
+
+
+def chat_config(tmp_path: Path, model: Path, table: Path, **data: object) -> Path:
+    config = write_config(tmp_path / "c.yaml", model, table)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"] = {"train": str(table), "messages": "messages", "tools": "tools", "eval_fraction": 0.25, **data}
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
+def test_conversations_are_shown_as_the_model_reads_them(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_chats(tmp_path / "chats.jsonl", [CHAT, SMALL_TALK, CHAT, SMALL_TALK])
+    report = diagnose(load_config(chat_config(tmp_path, tiny_llama, table)), timing=False)
+    stats = report.conversations
+    assert stats is not None and stats.conversations == 4 and stats.renderer == "fallback"
+    assert stats.turns == {"min": 2, "median": 3, "max": 4} and stats.tool_calls["total"] == 2
+    assert set(stats.tokens_per_turn) == {"system", "user", "assistant"} and 0 < stats.loss_share < 0.5
+    first = report.examples[0]
+    loss_text = "".join(t.text for t in first.tokens if t.loss)
+    assert loss_text == (
+        '<tool_call>\n{"name": "lookup_order", "arguments": {"order_id": 12}}\n</tool_call><|im_end|>\n'
+        "It shipped yesterday.<|im_end|>\n"
+    )
+    assert "tool-format" in codes(report) and "duplicates" in codes(report) and not report.blocking
+    lines = statistics_lines_of(report)
+    assert "turns per conversation: min 2, median 3, max 4" in lines and "tool calls: 2 in all" in lines
+
+
+def statistics_lines_of(report) -> str:  # type: ignore[no-untyped-def]
+    from tunesmith.doctor import statistics_lines
+
+    return "\n".join(statistics_lines(report))
+
+
+def test_conversations_longer_than_max_length_are_counted(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_chats(tmp_path / "chats.jsonl", [CHAT, SMALL_TALK, CHAT, SMALL_TALK])
+    report = diagnose(load_config(chat_config(tmp_path, tiny_llama, table, max_length=400)), timing=False)
+    # The tool conversations are cut after their first answer; the small talk fits.
+    assert report.lengths is not None and report.lengths.truncated == 2 and report.lengths.dropped_truncated == 0
+    assert report.lengths.max > 400
+    assert "truncated" in codes(report) and not report.blocking
+
+
+BAD_MESSAGES = [
+    ({"role": "bot", "content": "hi"}, "message 1: role: unknown role 'bot'; expected one of system, user"),
+    ({"role": "tool", "content": "42"}, "message 1: role: a tool result with no tool call before it"),
+    (
+        {"role": "assistant", "tool_calls": [{"function": {"name": "lookup_order", "arguments": "{order: 1"}}]},
+        "message 1: tool_calls[0].function.arguments: not valid JSON",
+    ),
+    ({"role": "assistant", "content": " "}, "message 1: content: an assistant turn needs content or tool_calls"),
+    ("just text", "message 1: message: expected an object with role and content, got str"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_MESSAGES)
+@pytest.mark.parametrize("command", ["doctor", "train"])
+def test_a_malformed_message_is_one_line_naming_file_row_index_and_field(
+    tmp_path: Path,
+    tiny_llama: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    bad: object,
+    message: str,
+    command: str,
+) -> None:
+    from tunesmith.cli import main
+
+    broken = [SMALL_TALK[0], bad, SMALL_TALK[1]]
+    table = write_chats(tmp_path / "chats.jsonl", [SMALL_TALK, broken])
+    config = chat_config(tmp_path, tiny_llama, table)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("tunesmith.models.load_tokenizer", _no_model_may_load)
+    monkeypatch.setattr(
+        sys, "argv", ["tunesmith", command, str(config), *(["--no-timing"] if command == "doctor" else [])]
+    )
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: data.messages: {table} row 2 {message}"), lines
+    assert not (tmp_path / "runs").exists()
+
+
+def _no_model_may_load(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a model loaded before the data was checked")

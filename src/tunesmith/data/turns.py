@@ -136,7 +136,7 @@ def tokenize_conversations(
         if encoded is None:
             stats.truncated += 1
             stats.dropped_truncated += 1
-            stats.lengths.append(_length(conversation, tokenizer, renderer))
+            stats.lengths.append(conversation_length(conversation, tokenizer, renderer))
             continue
         stats.lengths.append(encoded.untruncated_length)
         stats.truncated += int(encoded.cut)
@@ -144,6 +144,7 @@ def tokenize_conversations(
     return examples, stats
 
 
-def _length(conversation: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer) -> int:
+def conversation_length(conversation: Conversation, tokenizer: PreTrainedTokenizerBase, renderer: ChatRenderer) -> int:
+    """Tokens of the whole rendered conversation, before any cut."""
     pieces = render_pieces(conversation, renderer)
     return sum(len(ids) for ids in tokenizer([p.text for p in pieces], add_special_tokens=False)["input_ids"])

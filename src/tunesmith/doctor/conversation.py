@@ -18,7 +18,12 @@ from tunesmith.config import RunConfig
 from tunesmith.data.conversation import Conversation
 from tunesmith.data.conversation_data import conversations_of, prepare_conversation_data, read_conversation_tables
 from tunesmith.data.tokenize import IGNORE_INDEX
-from tunesmith.data.turns import EncodedConversation, conversation_renderer, encode_conversation
+from tunesmith.data.turns import (
+    EncodedConversation,
+    conversation_length,
+    conversation_renderer,
+    encode_conversation,
+)
 from tunesmith.doctor.cost import estimate_cost, timing_summary
 from tunesmith.doctor.findings import (
     LISTED,
@@ -45,12 +50,16 @@ def diagnose_conversations(report: Diagnosis, cfg: RunConfig, timing: bool = Tru
     everything = train + evaluation
     encoded = [encode_conversation(c, tokenizer, data, renderer) for c in everything]
     report.conversations = _statistics(everything, encoded, renderer.native_tools)
-    report.lengths = _lengths(everything, encoded, cfg)
+    full = [
+        e.untruncated_length if e else conversation_length(c, tokenizer, renderer)
+        for c, e in zip(everything, encoded, strict=True)
+    ]
+    report.lengths = _lengths(full, encoded, cfg)
     _check_cuts(report, cfg)
     _check_duplicates(report, train, evaluation)
-    report.examples = [
-        _example(c, e, tokenizer) for c, e in zip(train, encoded, strict=False) if e is not None
-    ][:SHOWN_EXAMPLES]
+    report.examples = [_example(c, e, tokenizer) for c, e in zip(train, encoded, strict=False) if e is not None][
+        :SHOWN_EXAMPLES
+    ]
     if not renderer.native_tools and any(c.tools or c.tool_calls for c in everything):
         report.add(
             "info",
@@ -102,9 +111,8 @@ def _statistics(
     )
 
 
-def _lengths(conversations: list[Conversation], encoded: list[EncodedConversation | None], cfg: RunConfig) -> Lengths:
-    # A conversation dropped for length has no encoding; its length is at least max_length + 1.
-    lengths = sorted(e.untruncated_length if e is not None else cfg.data.max_length + 1 for e in encoded)
+def _lengths(full: list[int], encoded: list[EncodedConversation | None], cfg: RunConfig) -> Lengths:
+    lengths = sorted(full)
     return Lengths(
         rows=len(lengths),
         min=lengths[0],
@@ -144,10 +152,9 @@ def _check_duplicates(report: Diagnosis, train: list[Conversation], evaluation: 
     report.exact_duplicates = [rows for rows in seen.values() if len(rows) > 1]
     if report.exact_duplicates:
         groups = "; ".join(", ".join(map(str, g)) for g in report.exact_duplicates[:LISTED])
-        report.add("warning", "duplicates", f"{len(report.exact_duplicates)} groups of identical conversations (rows {groups})")
-    report.leaked = [
-        {"eval_rows": [c.row], "train_rows": seen[_key(c)]} for c in evaluation if _key(c) in seen
-    ]
+        count = len(report.exact_duplicates)
+        report.add("warning", "duplicates", f"{count} groups of identical conversations (rows {groups})")
+    report.leaked = [{"eval_rows": [c.row], "train_rows": seen[_key(c)]} for c in evaluation if _key(c) in seen]
     if report.leaked:
         report.add(
             "warning",

@@ -36,7 +36,8 @@ def test_openai_and_sharegpt_normalise_to_the_same_messages() -> None:
     call = openai[1]["tool_calls"][0]
     assert call["function"] == {"name": "lookup_order", "arguments": {"order_id": 12}}  # the JSON string, parsed
     # The tool result is tied to the call it answers, and names its function.
-    assert openai[2] == {"role": "tool", "content": '{"status": "shipped"}', "tool_call_id": call["id"], "name": "lookup_order"}
+    answer = {"role": "tool", "content": '{"status": "shipped"}', "tool_call_id": call["id"], "name": "lookup_order"}
+    assert openai[2] == answer
 
 
 def test_arguments_as_an_object_equal_arguments_as_a_json_string() -> None:
@@ -69,7 +70,8 @@ def write_tables(tmp_path: Path) -> list[Path]:
 def test_jsonl_csv_and_parquet_tables_read_the_same_conversations(tmp_path: Path) -> None:
     from tunesmith.data.tables import read_table
 
-    read = [read_conversations(read_table(path, "data.train"), "messages", "tools", path) for path in write_tables(tmp_path)]
+    paths = write_tables(tmp_path)
+    read = [read_conversations(read_table(path, "data.train"), "messages", "tools", path) for path in paths]
     first = read[0][0]
     assert first.tools == TOOLS and first.tool_calls == 1 and len(first.messages) == 4
     for conversations in read:

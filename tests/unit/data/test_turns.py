@@ -21,7 +21,7 @@ from tunesmith.data.turns import conversation_renderer, encode_conversation, tok
 TOOLS = [{"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}]
 MESSAGES = [
     {"role": "user", "content": "Where is order 12?"},
-    {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "lookup_order", "arguments": {"id": 12}}}]},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "lookup_order", "arguments": {"id": 12}}}]},
     {"role": "tool", "content": "shipped"},
     {"role": "assistant", "content": "It shipped."},
 ]
@@ -89,7 +89,8 @@ def test_loss_on_last_and_all(loss_on: str) -> None:
     if loss_on == "all":
         assert encoded.labels == encoded.input_ids
     else:
-        segments = [(text, loss and i == len(FALLBACK_SEGMENTS) - 1) for i, (text, loss) in enumerate(FALLBACK_SEGMENTS)]
+        last = len(FALLBACK_SEGMENTS) - 1
+        segments = [(text, loss and i == last) for i, (text, loss) in enumerate(FALLBACK_SEGMENTS)]
         assert encoded.labels == expected(tokenizer, segments)[1]
 
 
