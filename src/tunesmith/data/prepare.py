@@ -189,6 +189,7 @@ def tokenize_cached(
         "dropped_truncated": tok_stats.dropped_truncated,
         "rows": len(pairs),
         "shortest": min(tok_stats.lengths, default=0),
+        "cuts_keep_turns": tok_stats.cuts_keep_turns,
     }
     _add_counts(stats, meta, key, cfg)
     dataset = Dataset.from_dict(
@@ -203,7 +204,8 @@ def tokenize_cached(
 
 
 def _add_counts(stats: DataStats, meta: dict[str, Any], key: str, cfg: DataConfig) -> None:
-    if meta["rows"] and meta["truncated"] == meta["rows"]:
+    # A conversation cut after an assistant turn still trains; a single row cut mid-answer loses its end.
+    if meta["rows"] and meta["truncated"] == meta["rows"] and not meta.get("cuts_keep_turns"):
         raise TunesmithError(
             f"data.max_length: every row of {key} is longer than {cfg.max_length} tokens "
             f"(the shortest has {meta['shortest']})",

@@ -22,6 +22,7 @@ class TokenizeStats:
     truncated: int = 0
     dropped_truncated: int = 0
     lengths: list[int] = field(default_factory=list)
+    cuts_keep_turns: bool = False  # a cut row is still whole turns (conversations), so it trains as it is
 
 
 def uses_chat_template(tokenizer: PreTrainedTokenizerBase, cfg: DataConfig) -> bool:

@@ -129,7 +129,7 @@ def tokenize_conversations(
 ) -> tuple[list[dict[str, Any]], TokenizeStats]:
     """Every conversation encoded; cuts and conversations with no assistant turn left are counted."""
     renderer = conversation_renderer(tokenizer, cfg)
-    stats = TokenizeStats()
+    stats = TokenizeStats(cuts_keep_turns=True)
     examples = []
     for conversation in conversations:
         encoded = encode_conversation(conversation, tokenizer, cfg, renderer)
