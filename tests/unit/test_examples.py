@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tunesmith.config import load_config
-from tunesmith.data.prepare import read_tables
+from tunesmith.data.forms import read_data
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*/config.yaml"))
 
@@ -24,10 +24,5 @@ def test_the_two_foundation_examples_exist() -> None:
 @pytest.mark.parametrize("config", EXAMPLES, ids=lambda p: p.parent.name)
 def test_example_config_and_data_agree(config: Path) -> None:
     cfg = load_config(config)
-    if cfg.train.objective != "sft":
-        from tunesmith.data.preference import read_preference_tables
-
-        tables = read_preference_tables(cfg.data)
-    else:
-        tables = read_tables(cfg.data, cfg.task)
+    tables = read_data(cfg)  # the config's data form reads and checks it
     assert len(tables.train) >= 150
