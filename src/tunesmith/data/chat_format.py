@@ -92,16 +92,18 @@ def chat_renderer(tokenizer: PreTrainedTokenizerBase, use_template: bool = True)
 
 def supports_tools(tokenizer: PreTrainedTokenizerBase, template: str) -> bool:
     """Whether ``template`` renders a tool list, an assistant's call and a tool result (probed, not guessed)."""
-    tools = [{"type": "function", "function": {"name": _PROBE_TOOL, "description": "", "parameters": {}}}]
+    tools: list[dict[str, Any]] = [
+        {"type": "function", "function": {"name": _PROBE_TOOL, "description": "", "parameters": {}}}
+    ]
     call = {"type": "function", "id": "call_0", "function": {"name": _PROBE_TOOL, "arguments": {"q": 1}}}
-    probe = [
+    probe: list[dict[str, Any]] = [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "", "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "call_0", "name": _PROBE_TOOL, "content": _PROBE_RESULT},
     ]
     try:
-        head = tokenizer.apply_chat_template(probe[:1], chat_template=template, tools=tools, tokenize=False)
-        whole = tokenizer.apply_chat_template(probe, chat_template=template, tools=tools, tokenize=False)
+        head = tokenizer.apply_chat_template(probe[:1], chat_template=template, tools=tools, tokenize=False)  # type: ignore[arg-type]
+        whole = tokenizer.apply_chat_template(probe, chat_template=template, tools=tools, tokenize=False)  # type: ignore[arg-type]
     except Exception:
         return False
     return _PROBE_TOOL in str(head) and str(whole).count(_PROBE_TOOL) >= 2 and _PROBE_RESULT in str(whole)

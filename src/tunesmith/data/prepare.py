@@ -8,6 +8,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,15 @@ from tunesmith.data.render import Pair, render_pairs
 from tunesmith.data.single_turn import SINGLE_TURN
 from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns
-from tunesmith.data.tokenize import Encoder
+from tunesmith.data.tokenize import TokenizeStats
 from tunesmith.errors import TunesmithError
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
+
+# Any rows (text pairs, conversations) -> examples and counts; Encoder is the text-pair kind.
+RowEncoder = Callable[[list[Any], "PreTrainedTokenizerBase", DataConfig], tuple[list[dict[str, Any]], TokenizeStats]]
 
 # Bump when tokenisation changes meaning, so stale caches are never reused.
 CACHE_VERSION = "1"
@@ -172,7 +176,7 @@ def tokenize_cached(
     cfg: DataConfig,
     stats: DataStats,
     key: str,
-    encode: Encoder,
+    encode: RowEncoder,
 ) -> Dataset:
     """``encode`` the rows (pairs, conversations) into a Dataset, reused from the cache when nothing changed."""
     from datasets import Dataset, load_from_disk
@@ -231,7 +235,7 @@ def _save_atomically(dataset: Dataset, meta: dict[str, Any], cache_dir: Path) ->
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _cache_key(pairs: list[Any], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, encode: Encoder) -> str:
+def _cache_key(pairs: list[Any], tokenizer: PreTrainedTokenizerBase, cfg: DataConfig, encode: RowEncoder) -> str:
     digest = hashlib.sha256(CACHE_VERSION.encode())
     digest.update(repr(getattr(encode, "func", encode).__name__).encode())
     digest.update(json.dumps(getattr(encode, "keywords", {}), sort_keys=True).encode())
