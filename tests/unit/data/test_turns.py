@@ -166,3 +166,18 @@ def test_parse_tool_calls_reads_back_what_the_fallback_writes() -> None:
     assert broken.tool_calls == [] and broken.invalid and "<tool_call>" in broken.content
     stringy = parse_tool_calls('<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}</tool_call>')
     assert stringy.tool_calls[0]["function"]["arguments"] == {"a": 1} and stringy.content == ""
+
+
+def test_a_template_that_renders_prefixes_differently_is_one_clear_error() -> None:
+    from tunesmith.errors import TunesmithError
+
+    tokenizer = build_tokenizer()
+    # Marks the last message: a conversation's first turns then render differently from the whole's start.
+    tokenizer.chat_template = (
+        "{% for m in messages %}{{ m.role + ': ' + m.content }}{% if loop.last %}{{ ' (end)' }}{% endif %}"
+        "{{ '\n' }}{% endfor %}"
+    )
+    cfg = DataConfig(train="t.jsonl", messages="messages")
+    with pytest.raises(TunesmithError, match="renders the first 1 messages differently") as found:
+        encode_conversation(conversation(), tokenizer, cfg, conversation_renderer(tokenizer, cfg))
+    assert found.value.hint is not None and "data.chat_template: off" in found.value.hint
