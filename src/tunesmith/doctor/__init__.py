@@ -225,14 +225,15 @@ def statistics_lines(report: Diagnosis) -> list[str]:
 def conversation_lines(stats: ConversationStats) -> list[str]:
     """Turns, tokens per turn, loss share and tool calls of conversation data, as short lines."""
     turns, calls = stats.turns, stats.tool_calls
+    renderer = "the chat template" if stats.renderer == "native" else "the tunesmith fallback"
     per_role = ", ".join(f"{role} median {n['median']:g} max {n['max']:g}" for role, n in stats.tokens_per_turn.items())
     return [
         f"turns per conversation: min {turns['min']:g}, median {turns['median']:g}, max {turns['max']:g}",
         f"tokens per turn: {per_role}",
         f"tokens with loss: {100 * stats.loss_share:.1f}% of all tokens",
         f"tool calls: {calls['total']:g} in all, median {calls['median']:g} max {calls['max']:g} per conversation, "
-        f"{calls['with_calls']:g} of {stats.conversations} conversations call a tool; "
-        f"tools rendered by {'the chat template' if stats.renderer == 'native' else 'the tunesmith fallback'}",
+        f"{calls['with_calls']:g} of {stats.conversations} conversations call a tool"
+        + (f"; tools rendered by {renderer}" if calls["total"] else ""),
     ]
 
 
