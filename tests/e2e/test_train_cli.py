@@ -14,8 +14,6 @@ import pytest
 
 from fixtures import write_config
 
-pytestmark = pytest.mark.slow
-
 
 def only_run(output_dir: Path) -> Path:
     (run,) = [p for p in output_dir.iterdir() if p.is_dir()]

@@ -16,6 +16,7 @@ from report import check_targets, render_markdown  # noqa: E402
 from run import parse_args, whole_config  # noqa: E402
 
 
+@pytest.mark.embedded  # resolves (and on a fresh cache converts) the real SmolLM2
 def test_short_rows_are_short_and_the_same_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from transformers import AutoTokenizer
 

@@ -108,7 +108,6 @@ def test_blocking_when_no_rows_are_left(tmp_path: Path, tiny_llama: Path) -> Non
     assert report.empty_cells["ad_text"] == 2
 
 
-@pytest.mark.slow
 def test_timing_estimates_memory_and_time(tmp_path: Path, tiny_llama: Path) -> None:
     table = write_rows(tmp_path / "ads.csv", ADS)
     report = diagnose(load_config(write_config(tmp_path / "c.yaml", tiny_llama, table)), timing=True)

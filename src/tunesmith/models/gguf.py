@@ -8,6 +8,7 @@ into place: the rename is atomic, the loser discards its copy.
 from __future__ import annotations
 
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,61 @@ def converted_gguf(gguf_path: Path) -> Path:
     return target
 
 
+# What a GGUF parser raises on a damaged file: its offsets and lengths point past the end or into garbage.
+_PARSE_ERRORS = (struct.error, ValueError, KeyError, IndexError, OverflowError, UnicodeDecodeError, OSError)
+
+
+def check_readable(gguf_path: Path) -> None:
+    """Fail in one line naming the file when it is not a whole GGUF file (empty, not GGUF, truncated, corrupt).
+
+    Reads the header and the tensor table only (a fraction of a second), then checks that every tensor's
+    bytes lie inside the file: a truncated download parses fine up to the point where its data stops.
+    """
+    size = gguf_path.stat().st_size
+    with gguf_path.open("rb") as handle:
+        magic = handle.read(4)
+    if size == 0 or magic != b"GGUF":
+        why = "the file is empty" if size == 0 else "it does not start with the GGUF magic bytes"
+        raise TunesmithError(f"model.name {gguf_path}: not a readable GGUF file: {why}")
+    try:
+        end = _tensor_data_end(gguf_path)
+    except _PARSE_ERRORS as err:
+        kind = "struct.error" if isinstance(err, struct.error) else type(err).__name__
+        raise _unreadable(gguf_path, f"{kind}: {err}") from err
+    if end > size:
+        raise _unreadable(gguf_path, f"its tensors need {end:,} bytes but the file has {size:,}")
+
+
+def _unreadable(gguf_path: Path, detail: str) -> TunesmithError:
+    return TunesmithError(
+        f"model.name {gguf_path}: not a readable GGUF file, it is truncated or corrupt ({detail})",
+        hint="download or export it again",
+    )
+
+
+def _tensor_data_end(gguf_path: Path) -> int:
+    # transformers' own GGUF header reader (the one loading uses) is fast: it skips the vocabulary strings.
+    # Older transformers 5 releases lack it; the gguf package's reader checks the same, more slowly.
+    try:
+        from transformers.integrations.gguf.reader import GgufHeader
+    except ImportError:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(gguf_path)  # maps every tensor, so it raises itself on a truncated file
+        return max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    header = GgufHeader.from_file(str(gguf_path))
+    return max((header.data_start + t.offset + t.nbytes for t in header.tensors), default=header.data_start)
+
+
 def _convert(gguf_path: Path, out_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_readable(gguf_path)
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
-    except (ValueError, KeyError, OSError) as err:
+    except _PARSE_ERRORS as err:
         raise TunesmithError(f"model.name {gguf_path}: cannot read this GGUF file: {err}") from err
     _without_gguf_quantizer(model).save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

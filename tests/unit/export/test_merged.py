@@ -86,7 +86,6 @@ def test_default_output_is_inside_the_run(tiny_run: Path) -> None:
     assert default_output(tiny_run, "gguf", "q4_0") == tiny_run / "export" / "gguf-q4_0"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("task", ["seq2seq", "classification"])
 def test_merged_works_for_seq2seq_and_classification_and_gguf_refuses(
     task: str, tmp_path: Path, tiny_t5: Path, tiny_bert: Path

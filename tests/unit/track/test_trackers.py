@@ -6,23 +6,33 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fixtures import write_config
+from fixtures import write_ads_csv, write_config
 from tunesmith.config import RunConfig, TrackConfig, load_config
 from tunesmith.errors import TunesmithError
 from tunesmith.track.trackers import check_trackers, config_params, report_to, settle_for_trials
 from tunesmith.train.runner import train
 
 
-def test_tensorboard_events_in_the_run_directory_hold_the_train_loss(
-    tmp_path: Path, tiny_llama: Path, ads_csv: Path
-) -> None:
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> tuple[Any, str]:
+    """One tiny run with both trackers on (read back by the two tests below), and its MLflow store."""
+    root = tmp_path_factory.mktemp("tracked")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    track = {"tensorboard": True, "mlflow": True, "mlflow_tracking_uri": uri}
+    config = write_config(root / "c.yaml", tiny_llama, write_ads_csv(root / "ads.csv"), track=track)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNESMITH_CACHE", str(root / "cache"))
+        return train(load_config(config), output_dir=root / "runs"), uri
+
+
+def test_tensorboard_events_in_the_run_directory_hold_the_train_loss(tracked_run: tuple[Any, str]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = write_config(tmp_path / "c.yaml", tiny_llama, ads_csv, track={"tensorboard": True})
-    result = train(load_config(config), output_dir=tmp_path / "runs")
+    result, _ = tracked_run
     events = EventAccumulator(str(result.run_dir / "tensorboard"))
     events.Reload()
     losses = events.Scalars("train/loss")
@@ -35,13 +45,11 @@ def test_tensorboard_events_in_the_run_directory_hold_the_train_loss(
 
 
 def test_mlflow_run_is_named_after_the_run_directory_with_config_params_and_eval_loss(
-    tmp_path: Path, tiny_llama: Path, ads_csv: Path
+    tracked_run: tuple[Any, str], tiny_llama: Path
 ) -> None:
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = write_config(tmp_path / "c.yaml", tiny_llama, ads_csv, track={"mlflow": True, "mlflow_tracking_uri": uri})
-    result = train(load_config(config), output_dir=tmp_path / "runs")
+    result, uri = tracked_run
 
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("tiny")  # the config's name

@@ -15,8 +15,6 @@ from tunesmith.config import load_config
 from tunesmith.errors import TunesmithError
 from tunesmith.train.runner import train
 
-pytestmark = pytest.mark.slow
-
 REVIEWS = [
     ("Loved it, works perfectly", "positive"),
     ("Great value and fast shipping", "positive"),
