@@ -32,6 +32,7 @@ class UiSettings:
     runs_dir: Path
     token: str | None = None
     max_upload_mb: float = 50.0
+    host: str = "127.0.0.1"  # the bind address: which Host headers are answered (see serve.hosts)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -46,7 +47,9 @@ def too_large(size: int, settings: UiSettings) -> str:
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a template (autoescaped) with the request and settings in its context."""
     env: Environment = request.app.state.env
-    page = env.get_template(template).render(request=request, settings=request.app.state.settings, **context)
+    page = env.get_template(template).render(
+        request=request, settings=request.app.state.settings, csrf=request.app.state.csrf, **context
+    )
     return HTMLResponse(page, status_code=status_code)
 
 

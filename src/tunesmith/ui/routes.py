@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from tunesmith.errors import TunesmithError
@@ -42,6 +42,13 @@ def home() -> Response:
 def healthz() -> dict[str, str]:
     """Liveness probe."""
     return {"status": "ok"}
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """The tab icon (browsers ask for it on every page)."""
+    icon = Path(__file__).parent / "static" / "favicon.ico"
+    return FileResponse(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/new", response_class=HTMLResponse)

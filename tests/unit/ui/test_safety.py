@@ -27,7 +27,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def client(root: Path, **settings: object) -> TestClient:
-    return TestClient(create_app(UiSettings(root, root / "runs", **settings)))  # type: ignore[arg-type]
+    return TestClient(create_app(UiSettings(root, root / "runs", **settings)), base_url="http://127.0.0.1:7860")  # type: ignore[arg-type]
 
 
 def form(root: Path, model: str = "smollm2-135m-instruct", **values: str) -> dict[str, str]:
