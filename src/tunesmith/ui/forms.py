@@ -114,13 +114,13 @@ FIELD_KEYS = frozenset(field.key for field in FIELDS)
 TASK_DEFAULTS: dict[str, dict[str, str]] = {
     "causal_lm": {  # examples/marketing-copy, examples/customer-service
         "model.name": "smollm2-135m-instruct", "method.name": "lora", "method.r": "16", "method.alpha": "32",
-        "train.learning_rate": "3e-4", "train.epochs": "2", "train.batch_size": "8",
+        "train.learning_rate": "3.0e-4", "train.epochs": "2", "train.batch_size": "8",
     },
     "seq2seq": {  # examples/summarization (its model is a hub id: no embedded seq2seq model)
-        "method.name": "freeze", "train.learning_rate": "3e-4", "train.epochs": "3", "train.batch_size": "8",
+        "method.name": "freeze", "train.learning_rate": "3.0e-4", "train.epochs": "3", "train.batch_size": "8",
     },
     "classification": {  # examples/sentiment, examples/intent
-        "model.name": "minilm-l6", "method.name": "full", "train.learning_rate": "5e-5", "train.epochs": "4",
+        "model.name": "minilm-l6", "method.name": "full", "train.learning_rate": "5.0e-5", "train.epochs": "4",
         "train.batch_size": "16", "train.warmup_ratio": "0.1",
     },
 }  # fmt: skip
