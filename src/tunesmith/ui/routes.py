@@ -146,9 +146,15 @@ def _preview_fragment(
 
     stats = statistics_lines(diagnosis) if diagnosis is not None else []
     task = config.task if config is not None else raw.get("task", "causal_lm")
+    # A preview refresh clears Launch's message only once the form would launch; until then it stays.
+    launchable = config is not None and not errors and not _blocking(diagnosis)
     return render(request, "_preview.html", status_code=status_code, fields=forms.FIELDS, errors=errors,
                   yaml=forms.config_yaml(raw), diagnosis=diagnosis, stats=stats, task=task,
-                  launch_error=launch_error)  # fmt: skip
+                  launch_error=launch_error, launchable=launchable)  # fmt: skip
+
+
+def _blocking(diagnosis: Any) -> list[str]:
+    return [p.message for p in diagnosis.ranked() if p.severity == "blocking"] if diagnosis is not None else []
 
 
 @router.post("/new/estimate", response_class=HTMLResponse)
@@ -186,7 +192,7 @@ def launch_run(request: Request, values: FormValues) -> Response:
     """
     settings = settings_of(request)
     config, raw, errors, diagnosis = _checked(request, values)
-    blocking = [p.message for p in diagnosis.ranked() if p.severity == "blocking"] if diagnosis is not None else []
+    blocking = _blocking(diagnosis)
     if config is None or errors or blocking:
         problems = list(errors.values()) + blocking
         message = "Not launched: " + "; ".join(problems)
