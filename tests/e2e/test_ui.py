@@ -471,6 +471,11 @@ def test_a_rejected_upload_says_so_once_and_is_not_kept(shared: Shared, tmp_path
     time.sleep(1.5)  # a preview refresh (the old second message) would have come by now
     assert page.locator(".error").count() == 1, page.locator(".error").all_inner_texts()
     assert "required key is missing" not in page.content()
+    page.fill("#data-prompt", "{product}")  # going on with the form: the table field says what it lacks
+    expect(page.locator("#err-data-train")).to_have_text(
+        "data.train: no table yet: upload one, or name a file under the data folder"
+    )
+    assert "required key is missing" not in page.content()
     uploads = shared.work / "uploads"
     assert not uploads.exists() or not [p for p in uploads.iterdir()], list(uploads.iterdir())
     page.close()

@@ -25,6 +25,7 @@ SOURCE = "form"
 GENERAL = "form"  # errors that belong to no single field
 _MORE = re.compile(r" \(and \d+ more\)$")
 _MAX_ROUNDS = 12
+NO_TABLE = "data.train: no table yet: upload one, or name a file under the data folder"
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,9 @@ def validate_form(raw: dict[str, Any], errors: dict[str, str]) -> tuple[RunConfi
         except TunesmithError as err:
             message = _MORE.sub("", str(err).removeprefix(f"{SOURCE}: "))
             key = field_of(message)
+            if message == "data.train: required key is missing":
+                # In the form this is no missing key: no table has been picked (or an upload was refused).
+                message = NO_TABLE
             errors.setdefault(key, message)
             if key == GENERAL or not _drop(trial, key):
                 return None, errors

@@ -27,6 +27,7 @@ from tunesmith.ui.pages import (
 )
 
 router = APIRouter()
+LIVE = ("starting", "running", "stopping")  # a training process is at work (its run.json may lag behind)
 
 
 # ---- New run -------------------------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def _row(settings: UiSettings, row: Any) -> dict[str, Any]:
     if row.status == "running" or (path / "ui-train.json").is_file():
         status = launch.read_status(path)
         shown["status"] = status["state"]
-        if status["alive"]:
+        if status["state"] in LIVE:
             shown["progress"] = progress.progress(load_run(path), pid=status["pid"], active=True)
             shown["activity"] = progress.activity(shown["progress"], status["state"] == "stopping")
     return shown
@@ -302,13 +303,13 @@ def _status_context(run_dir: Path) -> dict[str, Any]:
 
     view = load_run(run_dir)
     status = launch.read_status(run_dir)
-    live = progress.progress(view, pid=status["pid"], active=status["alive"])
+    live = progress.progress(view, pid=status["pid"], active=status["state"] in LIVE)
     evaluation = (view.evaluation or {}).get("metrics") or {}
     names = sorted({*evaluation.get("tuned", {}), *evaluation.get("base", {})})
     return {
         "status": status,
         "progress": live,
-        "activity": progress.activity(live, status["state"] == "stopping") if status["alive"] else None,
+        "activity": progress.activity(live, status["state"] == "stopping") if status["state"] in LIVE else None,
         "log": launch.log_tail(run_dir / "train.log"),
         "eval_names": names,
         "evaluation": evaluation,
