@@ -86,3 +86,25 @@ def test_an_evaluation_is_shown_instead_of_an_eta() -> None:
     run.live |= {"phase": "train"}
     assert activity(progress(run, pid=1)) is None
     assert activity(progress(run, pid=1), stopping=True) == "finishing step 7, then a checkpoint is saved"
+
+
+@pytest.mark.slow
+def test_a_real_run_leaves_live_json_the_ui_reads(tmp_path: Path, tiny_llama: Path) -> None:
+    # The trainer's own record: every step (logged every 5 here), each evaluation, the closing phase.
+    import json
+    import os
+
+    from fixtures import train_into, write_ads_csv, write_config
+    from tunesmith.track.runview import load_run
+
+    config = write_config(
+        tmp_path / "c.yaml", tiny_llama, write_ads_csv(tmp_path / "ads.csv"),
+        train={"max_steps": 3, "logging_steps": 5, "eval_steps": 2, "save_steps": 2},
+    )  # fmt: skip
+    run_dir = train_into(tmp_path, config)
+    live = json.loads((run_dir / "live.json").read_text())
+    assert live["pid"] == os.getpid() and live["phase"] == "closing" and live["step"] == 3
+    assert live["max_steps"] == 3 and live["session"]["first_step"] == 1
+    shown = progress(load_run(run_dir), active=False)
+    assert shown["step"] == 3 and shown["total"] == 3 and shown["fraction"] == 1.0
+    assert not [row for row in load_run(run_dir).history if "loss" in row and row["step"] < 3]  # none logged before
