@@ -332,11 +332,9 @@ def post_form(server: UiServer, path: str, fields: dict[str, str]) -> urllib.req
 
 
 def launch_over_http(server: UiServer, fields: dict[str, str], runs: Path) -> Path:
-    before = set(runs.iterdir()) if runs.is_dir() else set()
     with urllib.request.urlopen(post_form(server, "/new/launch", fields), timeout=60) as response:
         assert response.status == 200 and response.headers["HX-Redirect"]
-    (run_dir,) = set(runs.iterdir()) - before
-    return run_dir
+        return runs / response.headers["HX-Redirect"].split("id=", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +401,7 @@ def test_a_form_that_does_not_validate_never_launches(shared: Shared) -> None:
     # Item 4 (and item 3's indicator): a template naming a missing column, then a learning rate of "abc".
     from playwright.sync_api import expect
 
-    runs_before = sorted((shared.work / "runs").iterdir())
+    runs_before = sorted(p for p in (shared.work / "runs").iterdir() if p.is_dir())
     page = shared.page()
     page.goto(shared.server.url + "/new")
     # Whether "timing a few steps…" shows while a preview (not an estimate) is in flight.
@@ -425,8 +423,11 @@ def test_a_form_that_does_not_validate_never_launches(shared: Shared) -> None:
     time.sleep(2)  # the refresh has come back by now; the message must still be there
     expect(page.locator("#launch-error")).to_contain_text("train.learning_rate")
     expect(page.locator("#launch-error")).to_be_visible()
+    page.click("#download")  # a bare error page would replace the filled form
+    expect(page.locator("#launch-error")).to_contain_text("Not downloaded: train.learning_rate")
+    assert page.url.endswith("/new") and page.input_value("#train-learning_rate") == "abc"
     time.sleep(1)
-    assert sorted((shared.work / "runs").iterdir()) == runs_before  # no run was made
+    assert sorted(p for p in (shared.work / "runs").iterdir() if p.is_dir()) == runs_before  # no run was made
     busy = page.evaluate("window.busyDuringPreview")
     assert busy and set(busy) == {"none"}, busy
     page.close()

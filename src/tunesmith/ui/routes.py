@@ -225,8 +225,8 @@ def runs_table(request: Request) -> HTMLResponse:
     rows += [] if filters else _starting(settings, {row["path"] for row in rows})
     # The status filter applies to the status shown, which the registry cannot know: a run whose process is
     # gone is failed here while its run.json still says running, and one launched here may have no run.json.
-    if query.get("status"):
-        rows = [row for row in rows if row["status"] == query["status"]]
+    if wanted := query.get("status"):
+        rows = [row for row in rows if row["status"] == wanted or (wanted == "running" and row["status"] in LIVE)]
     if sort in ("newest", "name", "status"):
         key = "created_at" if sort == "newest" else sort
         rows.sort(key=lambda row: str(row.get(key) or ""), reverse=sort == "newest")

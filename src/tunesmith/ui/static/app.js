@@ -116,6 +116,18 @@ document.addEventListener("change", (event) => {
   if (event.target.name === "task" || event.target.name === "method.name") applyVisibility();
 });
 
+// Download YAML is a plain form POST (a file comes back): a form the preview found wrong would get a bare error
+// page instead, and the filled form would be gone. Say so next to the buttons and stay.
+document.addEventListener("submit", (event) => {
+  if (event.target.id !== "new-run") return;
+  const problems = Array.from(event.target.querySelectorAll(".field-error"))
+    .filter((el) => el.id !== "launch-error" && el.textContent.trim() && !el.closest("[hidden]"))
+    .map((el) => el.textContent.trim());
+  if (!problems.length) return;
+  event.preventDefault();
+  document.getElementById("launch-error").textContent = "Not downloaded: " + problems.join("; ");
+});
+
 function init(root) {
   root.querySelectorAll(".chart[data-src]").forEach(startChart);
   applyVisibility();
