@@ -301,3 +301,288 @@ def journey(page, server: UiServer, work: Path, upload: Path, shots: Path) -> No
     expect(page.locator("#compare-curves canvas").first).to_be_visible()
     page.screenshot(path=str(shots / "06-compare.png"), full_page=True)
     phase("done")
+
+
+# ---- The issue-20 checks, in one browser and one UI server for the module --------------------------------------
+# One UI, one completed tiny run and one browser serve every test below; each test adds only what it checks.
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+
+
+class Shared:
+    """The module's UI server, its data root and a completed 3-step run launched through it."""
+
+    def __init__(self, server: UiServer, work: Path, done: Path, browser: object) -> None:
+        self.server, self.work, self.done, self.browser = server, work, done, browser
+
+    def page(self):  # type: ignore[no-untyped-def]
+        """A fresh page that records 404s and script errors."""
+        page = self.browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+        page.set_default_timeout(30_000)
+        page.missing, page.errors = [], []
+        page.on("response", lambda r: r.status == 404 and page.missing.append(r.url))
+        page.on("pageerror", lambda err: page.errors.append(str(err)))
+        return page
+
+
+def post_form(server: UiServer, path: str, fields: dict[str, str]) -> urllib.request.Request:
+    return urllib.request.Request(server.url + path, data=urlencode(fields).encode(), method="POST")
+
+
+def launch_over_http(server: UiServer, fields: dict[str, str], runs: Path) -> Path:
+    with urllib.request.urlopen(post_form(server, "/new/launch", fields), timeout=60) as response:
+        assert response.status == 200 and response.headers["HX-Redirect"]
+        return runs / response.headers["HX-Redirect"].split("id=", 1)[1]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path, tiny_bert: Path):  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    base = tmp_path_factory.mktemp("ui-shared")
+    work = base / "work"
+    shutil.copytree(tiny_llama, work / "models" / "tiny")
+    shutil.copytree(tiny_bert, work / "models" / "bert")
+    write_ads_csv(work / "ads.csv")
+    reviews = ["review,label"] + [f"the best scene in film number {i} was gerardo's,positive" for i in range(12)]
+    reviews += [f"a dull and overlong story number {i},negative" for i in range(12)]
+    (work / "reviews.csv").write_text("\n".join(reviews) + "\n")
+    server = UiServer(work, base / "cache")
+    try:
+        done = launch_over_http(server, run_fields("done", 3, 3), work / "runs")
+        wait_for(lambda: read_record(done).get("status") in ("completed", "failed"), 120, "the 3-step run")
+        assert read_record(done)["status"] == "completed", (done / "train.log").read_text()[-2000:]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless=new"])
+            try:
+                yield Shared(server, work, done, browser)
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+        stop_trainers(work)
+
+
+def fill(page, fields: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    for key, value in fields.items():
+        if key == "task":
+            page.select_option("#task", value)
+        elif key != "method.name":
+            page.fill("#" + key.replace(".", "-"), value)
+    page.dispatch_event("#data-train", "change")
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_download_yaml_keeps_the_form_in_chromium(shared: Shared, tmp_path: Path) -> None:
+    # Item 1: the form POST of Download carried Origin: null (Referrer-Policy no-referrer) and got a raw 403.
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    fill(page, run_fields("saved", 3, 3))
+    from playwright.sync_api import expect
+
+    expect(page.locator("#examples .example")).to_have_count(3)
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = tmp_path / "saved.yaml"
+    download.value.save_as(saved)
+    assert download.value.suggested_filename == "saved.yaml"
+    assert "max_steps: 3" in saved.read_text() and "name: saved" in saved.read_text()
+    expect(page.locator("#train-max_steps")).to_have_value("3")  # still on the filled form
+    assert not page.missing and not page.errors, (page.missing, page.errors)  # /favicon.ico included
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_form_that_does_not_validate_never_launches(shared: Shared) -> None:
+    # Item 4 (and item 3's indicator): a template naming a missing column, then a learning rate of "abc".
+    from playwright.sync_api import expect
+
+    runs_before = sorted(p for p in (shared.work / "runs").iterdir() if p.is_dir())
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    # Whether "timing a few steps…" shows while a preview (not an estimate) is in flight.
+    page.evaluate(
+        """() => { window.busyDuringPreview = [];
+        document.body.addEventListener('htmx:beforeSend', (e) => {
+          if (e.detail.requestConfig.path === '/new/preview') window.busyDuringPreview.push(
+            getComputedStyle(document.getElementById('estimate-busy')).display); }); }"""
+    )
+    fill(page, run_fields("doomed", 3, 3) | {"data.response": "{no_such_column}"})
+    expect(page.locator("#err-data-response")).to_contain_text("no_such_column")
+    page.click("#launch")
+    expect(page.locator("#launch-error")).to_contain_text("Not launched")
+    expect(page.locator("#launch-error")).to_contain_text("no_such_column")
+    page.fill("#data-response", "{ad_text}")
+    page.fill("#train-learning_rate", "abc")
+    page.click("#launch")  # at once, as a person does: leaving the field fires a preview refresh too
+    expect(page.locator("#launch-error")).to_contain_text("train.learning_rate")
+    time.sleep(2)  # the refresh has come back by now; the message must still be there
+    expect(page.locator("#launch-error")).to_contain_text("train.learning_rate")
+    expect(page.locator("#launch-error")).to_be_visible()
+    page.click("#download")  # a bare error page would replace the filled form
+    expect(page.locator("#launch-error")).to_contain_text("Not downloaded: train.learning_rate")
+    assert page.url.endswith("/new") and page.input_value("#train-learning_rate") == "abc"
+    time.sleep(1)
+    assert sorted(p for p in (shared.work / "runs").iterdir() if p.is_dir()) == runs_before  # no run was made
+    busy = page.evaluate("window.busyDuringPreview")
+    assert busy and set(busy) == {"none"}, busy
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_classification_defaults_and_readable_tokens(shared: Shared) -> None:
+    # Item 7: per-task defaults (those of examples/sentiment), tokens shown one by one, long rows wrapped.
+    from playwright.sync_api import expect
+
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    page.select_option("#task", "classification")
+    expect(page.locator("#method-name")).to_have_value("full")
+    expect(page.locator("#train-learning_rate")).to_have_attribute("placeholder", "5.0e-5")
+    expect(page.locator("#model-name")).to_have_attribute("placeholder", "minilm-l6")
+    fill(page, {"name": "clf", "model.name": "models/bert", "data.train": "reviews.csv", "data.text": "{review}",
+                "data.label": "label", "train.max_steps": "2"})  # fmt: skip
+    expect(page.locator("#examples .example")).to_have_count(3)
+    expect(page.locator("#yaml")).to_contain_text("learning_rate: 5.0e-05")
+    expect(page.locator("#yaml")).to_contain_text("name: full")
+    tokens = page.locator("#examples .example").first.locator(".tok")
+    assert tokens.count() > 5
+    box = page.locator("#examples .example").first.bounding_box()
+    assert box and box["width"] <= page.locator("#preview").bounding_box()["width"] + 1  # wrapped, not clipped
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_rejected_upload_says_so_once_and_is_not_kept(shared: Shared, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    page.set_input_files("#upload-file", str(empty))
+    page.click("#upload-button")
+    expect(page.locator("#table-preview .error")).to_contain_text("file: 'empty.csv': file is empty")
+    time.sleep(1.5)  # a preview refresh (the old second message) would have come by now
+    assert page.locator(".error").count() == 1, page.locator(".error").all_inner_texts()
+    assert "required key is missing" not in page.content()
+    page.fill("#data-prompt", "{product}")  # going on with the form: the table field says what it lacks
+    expect(page.locator("#err-data-train")).to_have_text(
+        "data.train: no table yet: upload one, or name a file under the data folder"
+    )
+    assert "required key is missing" not in page.content()
+    uploads = shared.work / "uploads"
+    assert not uploads.exists() or not [p for p in uploads.iterdir()], list(uploads.iterdir())
+    page.close()
+
+
+def slow_eval_config(work: Path, name: str) -> Path:
+    # Every 2 steps an evaluation that answers 32 samples one at a time: a run spends most of its time there.
+    rows = ["product,audience,ad_text"] + [
+        f"item {i},group {i % 7},buy item {i} today, group {i % 7}!" for i in range(80)
+    ]
+    (work / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    import yaml
+
+    config = {
+        "name": name, "model": {"name": str(work / "models" / "tiny")},
+        "data": {"train": str(work / f"{name}.csv"), "prompt": "Ad for {product} ({audience}).",
+                 "response": "{ad_text}", "eval_fraction": 0.5},
+        "method": {"name": "lora", "r": 4},
+        "train": {"max_steps": 5000, "batch_size": 2, "logging_steps": 1000, "eval_steps": 2, "save_steps": 1000},
+        "eval": {"metrics": ["exact_match"], "generate_samples": 32, "batch_size": 1, "max_new_tokens": 64},
+    }  # fmt: skip
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def start_cli_run(work: Path, config: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    command = [sys.executable, "-m", "tunesmith.cli", "train", str(config), "--output-dir", str(work / "runs")]
+    log = (work / f"{config.stem}.log").open("wb")
+    return subprocess.Popen(command, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_stop_during_an_evaluation_says_stopping_at_once_and_what_it_waits_for(shared: Shared) -> None:
+    # Items 2 and 3: the step from the first step on, "evaluating" instead of an ETA, Stop answered at once.
+    from playwright.sync_api import expect
+
+    process = start_cli_run(shared.work, slow_eval_config(shared.work, "slow"))
+    try:
+        run_dir = wait_for(lambda: next((shared.work / "runs").glob("slow-*"), None), 120, "the run directory")
+        wait_for(lambda: read_record(run_dir).get("status") == "running", 120, "training to start")
+        page = shared.page()
+        page.goto(f"{shared.server.url}/run?id={run_dir.name}")
+        expect(page.locator("#step")).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=60_000)  # nothing logged yet
+        metrics = run_dir / "metrics.jsonl"
+        assert not metrics.exists() or "loss" not in metrics.read_text().replace("eval_loss", "")
+        expect(page.locator("#activity")).to_contain_text("evaluation at step", timeout=60_000)
+        expect(page.locator("#eta")).to_have_count(0)
+        page.click("#stop")
+        expect(page.locator("#state")).to_have_text("stopping…", timeout=3_000)  # the click's own answer
+        expect(page.locator("#activity")).to_contain_text("waiting for: evaluation at step")
+        expect(page.locator("#abort")).to_be_visible()
+        page.screenshot(path=str(shared.work.parent / "stopping.png"))
+        expect(page.locator("#state")).to_have_text("interrupted", timeout=120_000)
+        checkpoints = sorted(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+        expect(page.locator("#step")).to_have_text(str(checkpoints[-1]))  # the step the checkpoint holds
+        page.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_runs_table_shows_loss_and_filters_on_the_status_shown(shared: Shared) -> None:
+    # Items 3 and 5: train loss in the table; a run whose process died is "failed" under status=failed too.
+    from playwright.sync_api import expect
+
+    crashed = launch_over_http(shared.server, run_fields("crashed", 5000, 1000), shared.work / "runs")
+    wait_for(lambda: read_record(crashed).get("status") == "running", 120, "training to start")
+    os.kill(json.loads((crashed / "ui-train.json").read_text())["pid"], signal.SIGKILL)
+    page = shared.page()
+    page.goto(shared.server.url + "/runs")
+    done_row = page.locator("table.runs tbody tr", has_text=shared.done.name)
+    expect(done_row.locator("td").nth(7)).to_have_text(re.compile(r"^\d"))  # the loss column
+    page.select_option("select[name=status]", "failed")
+    row = page.locator("table.runs tbody tr", has_text=crashed.name)
+    expect(row).to_have_count(1)
+    expect(row.locator("td.status")).to_have_text("failed")
+    expect(page.locator("table.runs tbody tr", has_text=shared.done.name)).to_have_count(0)
+    page.select_option("select[name=task]", "seq2seq")
+    expect(page.locator("#no-match")).to_be_visible()
+    page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_compare_points_at_evaluate_which_takes_a_table(shared: Shared) -> None:
+    # Item 7: Compare names the Evaluate button, not a command; Evaluate runs on the table given.
+    from playwright.sync_api import expect
+
+    other = launch_over_http(shared.server, run_fields("other", 2, 2), shared.work / "runs")
+    wait_for(lambda: read_record(other).get("status") == "completed", 120, "the second run")
+    page = shared.page()
+    page.goto(f"{shared.server.url}/compare?run={shared.done.name}&run={other.name}")
+    expect(page.locator("#without-samples")).to_contain_text("click Evaluate")
+    assert "tunesmith eval" not in page.content()
+    page.locator("#without-samples a").first.click()
+    page.fill("#eval-data", "ads.csv")
+    page.click("#eval")
+    expect(page.locator("table.eval")).to_be_visible(timeout=120_000)
+    run_dir = shared.work / "runs" / page.url.split("id=")[1]
+    command = json.loads((run_dir / "ui-eval.json").read_text())["command"]
+    assert command[-2:] == ["--data", str(shared.work / "ads.csv")]
+    assert not page.missing and not page.errors, (page.missing, page.errors)
+    page.close()

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 # Imported only by tunesmith.serve.server.serve, so `tunesmith --help` does not pay for FastAPI.
 from tunesmith.serve.batcher import Batcher, Completion, GenerationRequest
+from tunesmith.serve.hosts import allowed_hosts, host_allowed, refusal
 from tunesmith.serve.pool import ModelPool, Route
 from tunesmith.serve.render import chat_prompt, encode
 from tunesmith.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
@@ -43,8 +44,14 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status)
 
 
-def create_app(pool: ModelPool, api_key: str | None = None, batcher: Batcher | None = None) -> FastAPI:
-    """The server for ``pool``; with ``api_key`` every /v1 route needs ``Authorization: Bearer KEY``."""
+def create_app(
+    pool: ModelPool, api_key: str | None = None, batcher: Batcher | None = None, bind_host: str | None = None
+) -> FastAPI:
+    """The server for ``pool``; with ``api_key`` every /v1 route needs ``Authorization: Bearer KEY``.
+
+    ``bind_host``: the address it listens on; requests whose Host header names another site are refused
+    (DNS rebinding, see ``serve.hosts``). None: no Host check (an app not bound by ``serve``).
+    """
     worker = batcher or Batcher()
 
     @asynccontextmanager
@@ -63,6 +70,8 @@ def create_app(pool: ModelPool, api_key: str | None = None, batcher: Batcher | N
     app = FastAPI(title="tunesmith", lifespan=lifespan)
     app.state.pool, app.state.batcher = pool, worker
     _install_error_handlers(app)
+    if bind_host is not None:
+        _check_hosts(app, allowed_hosts(bind_host))
     guarded = [Depends(check_key)]
 
     @app.get("/health")
@@ -260,6 +269,14 @@ async def _classify(pool: ModelPool, body: ClassifyRequest) -> dict[str, Any]:
     predictions = await asyncio.to_thread(predict)
     data = [{"index": i, "label": p.label, "score": p.probability} for i, p in enumerate(predictions)]
     return {"object": "list", "model": body.model, "data": data}
+
+
+def _check_hosts(app: FastAPI, hosts: frozenset[str] | None) -> None:
+    @app.middleware("http")
+    async def check_host(request: Request, call_next: Any) -> Any:
+        if not host_allowed(request.headers.get("host"), hosts):
+            return ApiError(400, refusal(request.headers.get("host")), code="invalid_host").response()
+        return await call_next(request)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

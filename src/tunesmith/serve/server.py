@@ -39,4 +39,4 @@ def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000, api_k
     for route in pool.routes.values():
         say(f"model {route.id}" + (f" (tuned from {route.parent})" if route.parent else " (base)"))
     say(f"serving on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
-    uvicorn.run(create_app(pool, api_key), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(pool, api_key, bind_host=host), host=host, port=port, log_level="warning")

@@ -12,7 +12,11 @@ import yaml
 
 @dataclass
 class RunView:
-    """The files of one run directory, parsed (config, run.json, metrics.jsonl, eval.json, samples.jsonl)."""
+    """The files of one run directory, parsed (config, run.json, metrics.jsonl, eval.json, samples.jsonl, live.json).
+
+    ``live`` is what the training process last said it was doing (phase, step, evaluation progress); it is
+    rewritten while the run trains and left as it was when the process ended.
+    """
 
     run_dir: Path
     config: dict[str, Any] = field(default_factory=dict)
@@ -20,6 +24,7 @@ class RunView:
     history: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)
+    live: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -32,9 +37,13 @@ class RunView:
         return str(self.record.get("task") or self.config.get("task") or "causal_lm")
 
     def key_metrics(self) -> dict[str, float]:
-        """Training metrics from run.json, and the tuned (plain name) and base (``base.`` prefix) eval scores."""
+        """Training metrics from run.json (and the last logged training loss), and the tuned (plain name) and
+        base (``base.`` prefix) eval scores."""
         recorded = (self.record.get("metrics") or {}).items()
         metrics = {k: float(v) for k, v in recorded if _is_number(v) and not _bookkeeping(k)}
+        losses = [row["loss"] for row in self.history if _is_number(row.get("loss"))]
+        if losses and "loss" not in metrics:
+            metrics["loss"] = float(losses[-1])  # the last logged training loss
         speed = (self.record.get("train") or {}).get("tokens_per_second")
         if isinstance(speed, int | float):
             metrics["tokens_per_second"] = float(speed)
@@ -55,6 +64,7 @@ def load_run(run_dir: Path) -> RunView:
     view.history = _read_jsonl(run_dir / "metrics.jsonl")
     view.evaluation = _read_json(run_dir / "eval.json")
     view.samples = _read_jsonl(run_dir / "samples.jsonl")
+    view.live = _read_json(run_dir / "live.json") or {}
     return view
 
 

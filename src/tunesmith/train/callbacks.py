@@ -1,8 +1,9 @@
-"""Trainer callbacks: a progress bar with loss, tokens/s and ETA, and metrics.jsonl."""
+"""Trainer callbacks: a progress bar with loss, tokens/s and ETA, metrics.jsonl and live.json."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,88 @@ class MetricsFileCallback(TrainerCallback):
         record.update({k: v for k, v in logs.items() if isinstance(v, int | float | str)})
         with self.path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
+
+
+class LiveStatusCallback(TrainerCallback):
+    """``live.json``: what the training process is doing now, for whoever watches the run (the UI).
+
+    metrics.jsonl gets a row per logging step; this file is rewritten (atomically) as the run goes: the step
+    of every optimizer step, whether an evaluation is running and how far it got, and where this process's
+    own training began (so rates after a resume count only the resumed process's time, not the pause). It
+    sits before GenerationMetricsCallback, so it can say "answering samples" while that one generates.
+    """
+
+    MIN_INTERVAL = 0.5  # seconds between rewrites within one phase; a phase change is written at once
+
+    def __init__(self, path: Path, samples: int = 0) -> None:
+        self.path, self.samples = path, samples
+        self.data: dict[str, Any] = {}
+        self.written_at = 0.0
+        self.ended = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        now = time.time()
+        session = {"started": now, "step": state.global_step, "tokens_seen": state.num_input_tokens_seen}
+        self.data = {"pid": os.getpid(), "phase": "train", "step": state.global_step, "max_steps": state.max_steps,
+                     "tokens_seen": state.num_input_tokens_seen, "time": now, "session": session}  # fmt: skip
+        self._write(force=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.data:
+            return
+        now = time.time()
+        session = self.data["session"]
+        if "first_step_time" not in session:  # the first step pays for warm-up: rates start after it
+            session.update(first_step_time=now, first_step=state.global_step, first_tokens=state.num_input_tokens_seen)
+        changed = self.data["phase"] != "train"
+        self.data.update(phase="train", step=state.global_step, tokens_seen=state.num_input_tokens_seen, time=now)
+        self.data.pop("eval", None)
+        self._write(force=changed)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not self.data:
+            return
+        loader = kwargs.get("eval_dataloader")
+        starting = self.data["phase"] != "eval"
+        if starting:
+            self.data["eval"] = {"at_step": state.global_step, "started": time.time(), "batches": 0,
+                                 "total": _length(loader), "final": self.ended}  # fmt: skip
+        self.data["phase"] = "eval"
+        self.data["eval"]["batches"] += 1
+        self._write(force=starting)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # The loss is computed; a GenerationMetricsCallback (after this one) now answers its samples.
+        if self.data and self.samples and "eval" in self.data:
+            self.data["phase"] = "generate"
+            self.data["eval"]["samples"] = self.samples
+            self._write(force=True)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # What follows is the run's closing work: an evaluation of the final weights (unless one already
+        # scored them) and saving the model.
+        self.ended = True
+        if self.data:
+            self.data.update(phase="closing", step=state.global_step, time=time.time())
+            self.data.pop("eval", None)
+            self._write(force=True)
+
+    def _write(self, force: bool) -> None:
+        from tunesmith.rundir import atomic_write
+
+        now = time.monotonic()
+        if force or now - self.written_at >= self.MIN_INTERVAL:
+            self.written_at = now
+            atomic_write(self.path, json.dumps(self.data) + "\n")
+
+
+def _length(loader: Any) -> int | None:
+    try:
+        return len(loader) if loader is not None else None
+    except TypeError:  # an iterable dataset has no length
+        return None
 
 
 class EvaluationClock(TrainerCallback):

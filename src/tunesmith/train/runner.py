@@ -299,16 +299,18 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
     from transformers import EarlyStoppingCallback, PrinterCallback
 
     from tunesmith.data.collate import make_collator
-    from tunesmith.train.callbacks import EvaluationClock, MetricsFileCallback, ProgressCallback
+    from tunesmith.train.callbacks import EvaluationClock, LiveStatusCallback, MetricsFileCallback, ProgressCallback
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
     from tunesmith.train.trainer import TokenLossTrainer
 
     progress = ProgressCallback()
     metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")
-    callbacks: list[Any] = [progress, metrics_file, stop, EvaluationClock()]
+    live = LiveStatusCallback(run_dir / "live.json")  # what the run does now, for the UI
+    callbacks: list[Any] = [progress, metrics_file, stop, EvaluationClock(), live]
     if cfg.eval.metrics and cfg.task != "classification" and session.data.eval is not None:
         # Before early stopping, which reads the metrics this callback adds.
         callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
+        live.samples = len(callbacks[-1].examples)
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     if cfg.train.objective != "sft":

@@ -1,15 +1,16 @@
 """The web app: routes that call the same library functions as the CLI, rendered with Jinja2 templates.
 
-Safety lives here: the token check on every request (when one is set), the same-origin check on every POST,
-the upload size limit, paths confined to the roots (``paths.safe_path``), autoescaped templates and a
-Content-Security-Policy that runs only the app's own scripts. A bad request is answered 4xx with one line
-(HTML for htmx, JSON otherwise); the app keeps serving.
+Safety lives here: the Host check on every request (DNS rebinding), the token check (when one is set), the
+same-origin check on every POST (CSRF), the upload size limit, paths confined to the roots (``paths.safe_path``),
+autoescaped templates and a Content-Security-Policy that runs only the app's own scripts. A bad request is
+answered 4xx with one line (HTML for htmx, JSON otherwise); the app keeps serving.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,12 +24,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunesmith.errors import TunesmithError
+from tunesmith.serve.hosts import allowed_hosts, host_allowed, refusal
 from tunesmith.ui import progress
 from tunesmith.ui.chat import ChatModels
 from tunesmith.ui.pages import UiSettings, number, too_large
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "tunesmith_ui_token"
+CSRF_HEADER = "x-tunesmith-csrf"
+CSRF_QUERY = "csrf"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -42,6 +46,9 @@ def create_app(settings: UiSettings) -> FastAPI:
     settings.runs_dir = settings.runs_dir.resolve()
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.allowed_hosts = allowed_hosts(settings.host)
+    # Per server start: pages carry it (an htmx header, the download form's URL); another site cannot read it.
+    app.state.csrf = secrets.token_urlsafe(32)
     app.state.chat = ChatModels()
     app.state.doctor_lock = threading.Lock()
     app.state.env = Environment(
@@ -60,17 +67,21 @@ def create_app(settings: UiSettings) -> FastAPI:
 
 async def _guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     settings: UiSettings = request.app.state.settings
+    if not host_allowed(request.headers.get("host"), request.app.state.allowed_hosts):
+        return _problem(request, refusal(request.headers.get("host")), 400)
     if settings.token and not _token_ok(request, settings.token):
         return _problem(request, "missing or wrong token: open the URL the UI printed (it carries ?token=)", 401)
-    if request.method not in ("GET", "HEAD") and not _same_origin(request):
-        return _problem(request, "cross-site request refused", 403)
+    if request.method not in ("GET", "HEAD") and (refused := _cross_site(request)):
+        return _problem(request, refused, 403)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes + 2**16:
         return _problem(request, too_large(int(length), settings), 413)
     response = await call_next(request)
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: the browser then sends the page's real Origin with its own POSTs (with
+    # no-referrer Chromium sends "Origin: null", which a foreign page can send too), and nothing leaves the site.
+    response.headers["Referrer-Policy"] = "same-origin"
     if settings.token and request.query_params.get("token") == settings.token:
         response.set_cookie(TOKEN_COOKIE, settings.token, httponly=True, samesite="strict")
     return response
@@ -86,10 +97,35 @@ def _token_ok(request: Request, token: str) -> bool:
     return any(value and hmac.compare_digest(value.encode(), token.encode()) for value in supplied)
 
 
-def _same_origin(request: Request) -> bool:
-    # A page on another site can make the browser POST here (a form needs no CORS); its Origin gives it away.
+def _cross_site(request: Request) -> str | None:
+    """Why a state-changing request is refused as cross-site, or None when it may go on.
+
+    A page on another site can make the browser POST here (a form needs no CORS). Browsers name the page in
+    Origin (or Referer); a foreign one is refused. ``Origin: null`` hides the page (a no-referrer policy, a
+    sandboxed frame), so then only the per-server CSRF token that our own pages carry lets it through. A
+    request with neither header comes from no browser page (curl, a script), which cannot ride on a visit.
+    """
+    host = request.headers.get("host", "")
     origin = request.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == request.headers.get("host")
+    referer = request.headers.get("referer")
+    if origin and origin != "null":
+        return None if _netloc(origin) == host else f"cross-site request refused (Origin: {origin[:100]})"
+    if referer:
+        return None if _netloc(referer) == host else f"cross-site request refused (Referer: {referer[:100]})"
+    if origin == "null" and not _csrf_ok(request):
+        return "cross-site request refused (Origin: null without this page's CSRF token; reload the page)"
+    return None
+
+
+def _netloc(url: str) -> str | None:
+    parts = urlsplit(url)
+    return parts.netloc if parts.scheme in ("http", "https") else None
+
+
+def _csrf_ok(request: Request) -> bool:
+    expected: str = request.app.state.csrf
+    supplied = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_QUERY) or ""
+    return bool(supplied) and hmac.compare_digest(supplied.encode(), expected.encode())
 
 
 def _add_error_handlers(app: FastAPI) -> None:

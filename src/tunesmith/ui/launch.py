@@ -44,13 +44,17 @@ def resume_train(run_dir: Path, runs_dir: Path, cwd: Path) -> None:
     spawn(command, run_dir, "train", cwd)
 
 
-def start_eval(run_dir: Path, cwd: Path) -> None:
-    """Run ``tunesmith eval`` on a completed run (base vs tuned, samples) in the background."""
+def start_eval(run_dir: Path, cwd: Path, data: Path | None = None) -> None:
+    """Run ``tunesmith eval`` on a completed run (base vs tuned, samples) in the background.
+
+    ``data``: evaluate on this table (rendered with the run's templates) instead of its held-out split.
+    """
     if read_status(run_dir)["state"] != "completed":
         raise TunesmithError(f"run {run_dir.name}: only a completed run can be evaluated")
     if process_alive(_launched_pid(run_dir, "eval")):
         raise TunesmithError(f"run {run_dir.name}: an evaluation is already running")
-    spawn(["eval", str(run_dir)], run_dir, "eval", cwd)
+    (run_dir / "eval.log").unlink(missing_ok=True)  # this evaluation's messages only
+    spawn(["eval", str(run_dir), *(["--data", str(data)] if data is not None else [])], run_dir, "eval", cwd)
 
 
 EXPORT_QUANTS = ("f16", "bf16", "q8_0", "q4_0")
@@ -99,11 +103,22 @@ def spawn(arguments: list[str], run_dir: Path, kind: str, cwd: Path) -> int:
 
 
 def stop_run(run_dir: Path) -> None:
-    """Ask a running training to stop as Ctrl-C does (SIGINT): finish the step, checkpoint, mark interrupted."""
+    """Ask a running training to stop as Ctrl-C does (SIGINT): finish the step, checkpoint, mark interrupted.
+
+    The request is recorded (``ui-stop.json``, for that process) so the page says "stopping" at once, while
+    the trainer finishes what it is in the middle of. Asked again once it is stopping, it aborts at once, as
+    a second Ctrl-C does: the run is interrupted at its last checkpoint.
+    """
     pid = training_pid(run_dir)
     if pid is None:
         raise TunesmithError(f"run {run_dir.name}: not running")
+    atomic_write(run_dir / "ui-stop.json", json.dumps({"pid": pid, "requested_at": time.time()}) + "\n")
     os.kill(pid, signal.SIGINT)
+
+
+def stop_requested(run_dir: Path, pid: int | None) -> bool:
+    """Whether Stop was clicked for the training process ``pid`` (a resumed run is a new process)."""
+    return pid is not None and _read_json(run_dir / "ui-stop.json").get("pid") == pid
 
 
 def training_pid(run_dir: Path) -> int | None:
@@ -135,9 +150,10 @@ def process_alive(pid: int | None) -> bool:
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """What a run is doing: ``state`` (starting, running, completed, failed, interrupted), error, eval state."""
+    """What a run is doing: ``state`` (starting, running, stopping, completed, failed, interrupted), error, eval."""
     record = _read_json(run_dir / "run.json")
-    alive = training_pid(run_dir) is not None
+    pid = training_pid(run_dir)
+    alive = pid is not None
     state = str(record.get("status") or ("starting" if alive else "failed"))
     if state in ("interrupted", "failed") and alive:
         state = "running"  # resumed: the new process has not rewritten run.json yet
@@ -146,6 +162,8 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         state, error = "failed", "the training process is gone (killed?); resume continues from the last checkpoint"
     if state == "failed" and not error:
         error = last_error_line(run_dir / "train.log") or "the training process ended without writing run.json"
+    if state in ("running", "starting") and stop_requested(run_dir, pid):
+        state = "stopping"
     evaluating = process_alive(_launched_pid(run_dir, "eval"))
     eval_error = None if evaluating or (run_dir / "eval.json").is_file() else _eval_failure(run_dir)
     return {
@@ -154,6 +172,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
         "evaluating": evaluating,
         "eval_error": eval_error,
         "alive": alive,
+        "pid": pid,
         "resumable": bool(record) and not alive,  # --resume needs the run.json training writes once it starts
     }
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from fastapi import Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tunesmith.errors import TunesmithError
@@ -32,6 +33,7 @@ class UiSettings:
     runs_dir: Path
     token: str | None = None
     max_upload_mb: float = 50.0
+    host: str = "127.0.0.1"  # the bind address: which Host headers are answered (see serve.hosts)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -46,7 +48,9 @@ def too_large(size: int, settings: UiSettings) -> str:
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """Render a template (autoescaped) with the request and settings in its context."""
     env: Environment = request.app.state.env
-    page = env.get_template(template).render(request=request, settings=request.app.state.settings, **context)
+    page = env.get_template(template).render(
+        request=request, settings=request.app.state.settings, csrf=request.app.state.csrf, **context
+    )
     return HTMLResponse(page, status_code=status_code)
 
 
@@ -62,11 +66,16 @@ def settings_of(request: Request) -> UiSettings:
 
 
 async def save_upload(upload: UploadFile, settings: UiSettings) -> Path:
-    """Store an uploaded table under ``<data root>/uploads/``, refusing it past the size limit."""
+    """Store an uploaded table under ``<data root>/uploads/``, refusing it past the size limit or unreadable.
+
+    The bytes go to a hidden temporary file first; only a table that reads (not empty, rows under its header,
+    UTF-8) is renamed into place, so a refused upload leaves nothing behind.
+    """
     name = paths.upload_name(upload.filename or "")
     folder = settings.data_root / UPLOAD_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", delete=False)  # noqa: SIM115
+    suffix = Path(name).suffix  # the reader is picked by suffix
+    handle = tempfile.NamedTemporaryFile(dir=folder, prefix=".upload-", suffix=suffix, delete=False)  # noqa: SIM115
     size = 0
     try:
         with handle:
@@ -75,11 +84,22 @@ async def save_upload(upload: UploadFile, settings: UiSettings) -> Path:
                 if size > settings.max_upload_bytes:
                     raise StarletteHTTPException(413, too_large(size, settings) + " (or more)")
                 handle.write(chunk)
+        await run_in_threadpool(_check_table, Path(handle.name), upload.filename or name)
         target = _free_name(folder / name)
         Path(handle.name).replace(target)
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return target
+
+
+def _check_table(path: Path, shown: str) -> None:
+    from tunesmith.data.tables import read_table
+
+    try:
+        read_table(path, "file")
+    except TunesmithError as err:
+        # The message names the temporary file; the person knows the file by the name they uploaded.
+        raise TunesmithError(err.message.replace(str(path), repr(PurePath(shown).name)), hint=err.hint) from err
 
 
 def _free_name(path: Path) -> Path:

@@ -33,6 +33,14 @@ def safe_path(root: Path, relative: str, field: str) -> Path:
     return resolved
 
 
+def check_table(path: Path, field: str) -> None:
+    """Refuse a path that is not an existing data table (``field`` names the request field)."""
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise TunesmithError(f"{field}: {path.name}: unsupported file type; use one of {', '.join(TABLE_SUFFIXES)}")
+    if not path.is_file():
+        raise TunesmithError(f"{field}: {path}: file not found")
+
+
 def relative_to_root(root: Path, path: Path) -> str:
     """How a path under ``root`` is written in a request."""
     return path.resolve().relative_to(root.resolve()).as_posix()

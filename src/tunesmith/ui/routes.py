@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, UploadFile
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from tunesmith.errors import TunesmithError
@@ -27,6 +27,7 @@ from tunesmith.ui.pages import (
 )
 
 router = APIRouter()
+LIVE = ("starting", "running", "stopping")  # a training process is at work (its run.json may lag behind)
 
 
 # ---- New run -------------------------------------------------------------------------------------------------
@@ -42,6 +43,13 @@ def home() -> Response:
 def healthz() -> dict[str, str]:
     """Liveness probe."""
     return {"status": "ok"}
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    """The tab icon (browsers ask for it on every page)."""
+    icon = Path(__file__).parent / "static" / "favicon.ico"
+    return FileResponse(icon, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/new", response_class=HTMLResponse)
@@ -112,10 +120,15 @@ def _validated(values: dict[str, str], settings: UiSettings) -> tuple[Any, dict[
 @router.post("/new/preview", response_class=HTMLResponse)
 def preview(request: Request, values: FormValues) -> HTMLResponse:
     """Validate the form like the CLI; render three examples as the model sees them, with the doctor's findings."""
-    from tunesmith.doctor import diagnose, statistics_lines
+    config, raw, errors, diagnosis = _checked(request, values)
+    return _preview_fragment(request, raw, errors, diagnosis, config)
 
-    settings = settings_of(request)
-    config, raw, errors = _validated(values, settings)
+
+def _checked(request: Request, values: dict[str, str]) -> tuple[Any, dict[str, Any], dict[str, str], Any]:
+    """The form validated like the CLI, then read by the doctor (templates against the table's columns...)."""
+    from tunesmith.doctor import diagnose
+
+    config, raw, errors = _validated(values, settings_of(request))
     diagnosis = None
     if config is not None:
         try:
@@ -123,9 +136,26 @@ def preview(request: Request, values: FormValues) -> HTMLResponse:
                 diagnosis = diagnose(config, timing=False, source="form")
         except TunesmithError as err:
             errors[forms.field_of(str(err))] = str(err)
+    return config, raw, errors, diagnosis
+
+
+def _preview_fragment(
+    request: Request, raw: dict[str, Any], errors: dict[str, str], diagnosis: Any, config: Any,
+    launch_error: str = "", status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    from tunesmith.doctor import statistics_lines
+
     stats = statistics_lines(diagnosis) if diagnosis is not None else []
-    return render(request, "_preview.html", fields=forms.FIELDS, errors=errors, yaml=forms.config_yaml(raw),
-                  diagnosis=diagnosis, stats=stats)  # fmt: skip
+    task = config.task if config is not None else raw.get("task", "causal_lm")
+    # A preview refresh clears Launch's message only once the form would launch; until then it stays.
+    launchable = config is not None and not errors and not _blocking(diagnosis)
+    return render(request, "_preview.html", status_code=status_code, fields=forms.FIELDS, errors=errors,
+                  yaml=forms.config_yaml(raw), diagnosis=diagnosis, stats=stats, task=task,
+                  launch_error=launch_error, launchable=launchable)  # fmt: skip
+
+
+def _blocking(diagnosis: Any) -> list[str]:
+    return [p.message for p in diagnosis.ranked() if p.severity == "blocking"] if diagnosis is not None else []
 
 
 @router.post("/new/estimate", response_class=HTMLResponse)
@@ -156,11 +186,18 @@ def download_config(request: Request, values: FormValues) -> Response:
 
 @router.post("/new/launch", response_class=HTMLResponse)
 def launch_run(request: Request, values: FormValues) -> Response:
-    """Start ``tunesmith train`` as its own process and go to the run's page."""
+    """Start ``tunesmith train`` as its own process and go to the run's page; a form with a problem never starts.
+
+    The doctor reads the data first, as the preview does: a template naming a missing column, an empty table
+    or a blocking finding is shown next to its field and next to the Launch button, and no run is made.
+    """
     settings = settings_of(request)
-    config, raw, errors = _validated(values, settings)
-    if config is None:
-        return render(request, "_preview.html", fields=forms.FIELDS, errors=errors, yaml=forms.config_yaml(raw))
+    config, raw, errors, diagnosis = _checked(request, values)
+    blocking = _blocking(diagnosis)
+    if config is None or errors or blocking:
+        problems = list(errors.values()) + blocking
+        message = "Not launched: " + "; ".join(problems)
+        return _preview_fragment(request, raw, errors, diagnosis, config, launch_error=message, status_code=422)
     run_dir = launch.launch_train(forms.config_yaml(raw), config.name, settings.runs_dir, settings.data_root)
     return Response(status_code=200, headers={"HX-Redirect": _run_url(settings, run_dir)})
 
@@ -181,15 +218,20 @@ def runs_table(request: Request) -> HTMLResponse:
 
     settings = settings_of(request)
     query = request.query_params
-    filters = [f"{key}={query[key]}" for key in ("task", "method", "status") if query.get(key)]
+    filters = [f"{key}={query[key]}" for key in ("task", "method") if query.get(key)]
     sort = query.get("sort") or "newest"
     listing = list_runs(settings.runs_dir, sort if sort not in ("newest", "name", "status") else None, filters)
     rows = [_row(settings, row) for row in listing.rows if not row.missing and row.kind != "study"]
     rows += [] if filters else _starting(settings, {row["path"] for row in rows})
+    # The status filter applies to the status shown, which the registry cannot know: a run whose process is
+    # gone is failed here while its run.json still says running, and one launched here may have no run.json.
+    if wanted := query.get("status"):
+        rows = [row for row in rows if row["status"] == wanted or (wanted == "running" and row["status"] in LIVE)]
     if sort in ("newest", "name", "status"):
         key = "created_at" if sort == "newest" else sort
         rows.sort(key=lambda row: str(row.get(key) or ""), reverse=sort == "newest")
-    return render(request, "_runs_table.html", rows=rows, warning=listing.warning)
+    filtered = bool(filters or query.get("status"))
+    return render(request, "_runs_table.html", rows=rows, warning=listing.warning, filtered=filtered)
 
 
 def _row(settings: UiSettings, row: Any) -> dict[str, Any]:
@@ -202,8 +244,11 @@ def _row(settings: UiSettings, row: Any) -> dict[str, Any]:
         "url": _run_url(settings, path) if path.is_relative_to(settings.runs_dir) else None,
     }  # fmt: skip
     if row.status == "running" or (path / "ui-train.json").is_file():
-        shown["status"] = launch.read_status(path)["state"]
-        shown["progress"] = progress.progress(load_run(path)) if shown["status"] == "running" else None
+        status = launch.read_status(path)
+        shown["status"] = status["state"]
+        if status["state"] in LIVE:
+            shown["progress"] = progress.progress(load_run(path), pid=status["pid"], active=True)
+            shown["activity"] = progress.activity(shown["progress"], status["state"] == "stopping")
     return shown
 
 
@@ -248,8 +293,9 @@ def run_page(request: Request) -> HTMLResponse:
     config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     if not config_text and (run_dir / "launch.yaml").is_file():
         config_text = (run_dir / "launch.yaml").read_text()
+    tables = paths.list_tables(settings_of(request).data_root)  # for the Evaluate field
     return render(request, "run.html", run_id=request.query_params["id"], view=view, config_text=config_text,
-                  **_status_context(run_dir))  # fmt: skip
+                  tables=tables, **_status_context(run_dir))  # fmt: skip
 
 
 def _status_context(run_dir: Path) -> dict[str, Any]:
@@ -257,11 +303,13 @@ def _status_context(run_dir: Path) -> dict[str, Any]:
 
     view = load_run(run_dir)
     status = launch.read_status(run_dir)
+    live = progress.progress(view, pid=status["pid"], active=status["state"] in LIVE)
     evaluation = (view.evaluation or {}).get("metrics") or {}
     names = sorted({*evaluation.get("tuned", {}), *evaluation.get("base", {})})
     return {
         "status": status,
-        "progress": progress.progress(view),
+        "progress": live,
+        "activity": progress.activity(live, status["state"] == "stopping") if status["state"] in LIVE else None,
         "log": launch.log_tail(run_dir / "train.log"),
         "eval_names": names,
         "evaluation": evaluation,
@@ -302,13 +350,16 @@ def run_curves(request: Request) -> JSONResponse:
 
     run_dir = _run_dir(request)
     data = progress.curves([load_run(run_dir)])
-    data["live"] = launch.read_status(run_dir)["state"] in ("starting", "running")
+    data["live"] = launch.read_status(run_dir)["alive"]
     return JSONResponse(data)
 
 
 @router.post("/run/stop", response_class=HTMLResponse)
 def run_stop(request: Request, values: FormValues) -> HTMLResponse:
-    """Stop as Ctrl-C does: the trainer finishes the step, saves a checkpoint, marks the run interrupted."""
+    """Stop as Ctrl-C does: the trainer finishes the step, saves a checkpoint, marks the run interrupted.
+
+    The answer says "stopping" at once, with what the trainer still finishes; asked again, it aborts.
+    """
     run_dir = _run_dir(request, values.get("id", ""))
     launch.stop_run(run_dir)
     return _status_fragment(request, run_dir)
@@ -325,9 +376,17 @@ def run_resume(request: Request, values: FormValues) -> HTMLResponse:
 
 @router.post("/run/eval", response_class=HTMLResponse)
 def run_eval(request: Request, values: FormValues) -> HTMLResponse:
-    """Run ``tunesmith eval`` (base vs tuned, samples side by side) in the background."""
+    """Run ``tunesmith eval`` (base vs tuned, samples side by side) in the background.
+
+    ``data``: a table under the data root to evaluate on instead of the run's held-out split.
+    """
+    settings = settings_of(request)
     run_dir = _run_dir(request, values.get("id", ""))
-    launch.start_eval(run_dir, settings_of(request).data_root)
+    table = (values.get("data") or "").strip()
+    data = paths.safe_path(settings.data_root, table, "data") if table else None
+    if data is not None:
+        paths.check_table(data, "data")
+    launch.start_eval(run_dir, settings.data_root, data)
     return _status_fragment(request, run_dir)
 
 
@@ -380,8 +439,15 @@ def compare_page(request: Request) -> HTMLResponse:
             comparison = compare_runs(dirs, settings.runs_dir, Path(scratch) / "curves.png", max_samples=5)
     elif picked:
         raise TunesmithError("run: pick at least two runs to compare")
+    without = []
+    if comparison is not None:
+        # compare_runs tells a terminal user which command to run; here the run page's Evaluate button does it.
+        comparison.notes = [note for note in comparison.notes if not note.startswith("no samples for ")]
+        without = [{"id": ref, "url": _run_url(settings, _run_dir(request, ref))} for ref in picked
+                   if not (_run_dir(request, ref) / "samples.jsonl").is_file()]  # fmt: skip
     query = urlencode([("run", ref) for ref in picked])
-    return render(request, "compare.html", runs=_all_runs(settings), picked=picked, comparison=comparison, query=query)
+    return render(request, "compare.html", runs=_all_runs(settings), picked=picked, comparison=comparison,
+                  query=query, without_samples=without)  # fmt: skip
 
 
 @router.get("/compare/curves")

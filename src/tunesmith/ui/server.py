@@ -44,7 +44,7 @@ def serve_ui(host: str, port: int, runs_dir: Path, data_root: Path, token: str |
     if not data_root.is_dir():
         raise TunesmithError(f"--data-root {data_root}: not a directory")
     token = resolve_token(host, token)
-    app = create_app(UiSettings(data_root, runs_dir, token, max_upload_mb))
+    app = create_app(UiSettings(data_root, runs_dir, token, max_upload_mb, host))
     shown = f"[{host}]" if ":" in host else host
     say(f"tunesmith ui: http://{shown}:{port}/" + (f"?token={token}" if token else ""))
     # The first preview would otherwise wait for transformers to import; do it while the browser opens.

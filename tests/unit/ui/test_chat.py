@@ -32,7 +32,7 @@ def test_a_classification_run_answers_with_labels(tmp_path: Path, tiny_bert: Pat
         }
     )
     run = train(config, tmp_path / "runs").run_dir
-    ui = TestClient(create_app(UiSettings(tmp_path, tmp_path / "runs")))
+    ui = TestClient(create_app(UiSettings(tmp_path, tmp_path / "runs")), base_url="http://127.0.0.1:7860")
     assert run.name in ui.get("/chat").text  # offered: it completed
     reply = ui.post("/chat/send", data={"id": run.name, "message": "Works great <b>really</b>"})
     assert reply.status_code == 200, reply.text

@@ -21,7 +21,7 @@ def test_export_merged_from_the_run_page(tmp_path: Path, tiny_llama: Path) -> No
     table = write_ads_csv(tmp_path / "ads.csv")
     config = load_config(write_config(tmp_path / "c.yaml", tiny_llama, table, train={"max_steps": 2}))
     run = train(config, tmp_path / "runs").run_dir
-    ui = TestClient(create_app(UiSettings(tmp_path, tmp_path / "runs")))
+    ui = TestClient(create_app(UiSettings(tmp_path, tmp_path / "runs")), base_url="http://127.0.0.1:7860")
     assert ui.post("/run/export", data={"id": run.name, "to": "onnx"}).json()["error"].startswith("to: 'onnx'")
     started = ui.post("/run/export", data={"id": run.name, "to": "merged"})
     assert started.status_code == 200 and "exporting…" in started.text

@@ -27,7 +27,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def client(root: Path, **settings: object) -> TestClient:
-    return TestClient(create_app(UiSettings(root, root / "runs", **settings)))  # type: ignore[arg-type]
+    return TestClient(create_app(UiSettings(root, root / "runs", **settings)), base_url="http://127.0.0.1:7860")  # type: ignore[arg-type]
 
 
 def form(root: Path, model: str = "smollm2-135m-instruct", **values: str) -> dict[str, str]:
@@ -258,3 +258,22 @@ def test_the_estimate_times_real_steps(root: Path, tiny_llama: Path) -> None:
     response = client(root).post("/new/estimate", data=fields)
     assert response.status_code == 200, response.text
     assert re.search(r"estimate from 3 timed steps \(cpu, \w+, batch 2, packed\): [\d.]+ s/step", response.text)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(b"", "file is empty"), (b"review,label\n", "has a header but no rows"), (b"a,b\n\xff\xfe,1\n", "not UTF-8")],
+)
+def test_a_rejected_upload_is_not_kept(root: Path, content: bytes, says: str) -> None:
+    response = client(root).post("/new/upload", files={"file": ("bad data.csv", content, "text/csv")})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(f"file: 'bad data.csv': {says}")
+    assert not list((root / "uploads").iterdir())  # nothing saved, not even the temporary file
+
+
+def test_launch_refuses_what_the_doctor_refuses(root: Path) -> None:
+    response = client(root).post("/new/launch", data=form(root, **{"data.response": "{nope}"}))
+    assert response.status_code == 422
+    assert 'id="launch-error" role="alert" hx-swap-oob="true">Not launched: ' in response.text
+    assert "nope" in response.text.split('id="launch-error"')[1].split("</span>")[0]
+    assert not (root / "runs").exists()

@@ -88,8 +88,44 @@ document.addEventListener("click", (event) => {
   lastTemplate.focus();
   lastTemplate.dispatchEvent(new Event("input", { bubbles: true }));
 });
+// Empty fields take the chosen task's defaults (those of the examples that were measured): show them.
+function applyTaskDefaults() {
+  const form = document.getElementById("new-run");
+  if (!form) return;
+  const task = form.querySelector("[name='task']").value;
+  form.querySelectorAll(".field[data-defaults]").forEach((field) => {
+    const value = JSON.parse(field.dataset.defaults)[task] || "";
+    const input = field.querySelector("input, select, textarea");
+    if (input.name === "task") return;
+    if (input.tagName === "SELECT") {
+      if (!input.dataset.touched && value) input.value = value; // a choice made by hand stays
+    } else if (input.tagName === "INPUT") {
+      input.placeholder = value || "unset";
+    }
+    const shown = field.querySelector(".default");
+    if (shown) {
+      shown.hidden = !value;
+      shown.querySelector(".default-value").textContent = value;
+    }
+  });
+}
+
 document.addEventListener("change", (event) => {
+  if (event.target.tagName === "SELECT" && event.target.name !== "task") event.target.dataset.touched = "1";
+  if (event.target.name === "task") applyTaskDefaults();
   if (event.target.name === "task" || event.target.name === "method.name") applyVisibility();
+});
+
+// Download YAML is a plain form POST (a file comes back): a form the preview found wrong would get a bare error
+// page instead, and the filled form would be gone. Say so next to the buttons and stay.
+document.addEventListener("submit", (event) => {
+  if (event.target.id !== "new-run") return;
+  const problems = Array.from(event.target.querySelectorAll(".field-error"))
+    .filter((el) => el.id !== "launch-error" && el.textContent.trim() && !el.closest("[hidden]"))
+    .map((el) => el.textContent.trim());
+  if (!problems.length) return;
+  event.preventDefault();
+  document.getElementById("launch-error").textContent = "Not downloaded: " + problems.join("; ");
 });
 
 function init(root) {
