@@ -54,7 +54,7 @@ def test_two_processes_match_one_and_only_rank_0_writes(tunesmith, tmp_path: Pat
     assert logged(run_two, "eval_loss") == pytest.approx(logged(run_one, "eval_loss"), rel=1e-5)
     assert len(logged(run_two, "eval_loss")) >= 2, "evaluated during training and at the end"
     assert len(losses(run_two)) == 6, "only rank 0 logs"
-    files = ["config.yaml", "metrics.jsonl", "model", "run.json", "tensorboard"]
+    files = ["config.yaml", "live.json", "metrics.jsonl", "model", "run.json", "tensorboard"]
     assert sorted(p.name for p in run_two.iterdir()) == files
     assert json.loads((run_two / "run.json").read_text())["batch"]["processes"] == 2
 
