@@ -53,6 +53,8 @@ def build_engine(model: Any, precision: str, adapters: list[str] | None = None) 
     if any(p.device.type != "cpu" for p in model.parameters()):
         raise Unsupported("the built-in engine decodes on the CPU")
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(causal, "config") or not hasattr(getattr(causal, "model", None), "layers"):
+        raise Unsupported(f"a {type(causal).__name__}, not a transformers causal LM")
     if getattr(causal.config, "is_encoder_decoder", False):
         raise Unsupported("an encoder-decoder model")
     context = getattr(causal.config, "max_position_embeddings", None)
@@ -66,8 +68,10 @@ def generate_tokens(
 ) -> list[list[int]]:
     """Answer every prompt, ``max_batch`` rows at a time: a finished row's slot goes to the next prompt at once.
 
-    ``settings``: Sequence fields shared by every prompt (adapter, sample, temperature, top_p, seed).
+    ``settings``: Sequence fields shared by every prompt (adapter, sample, temperature, top_p, seed); the
+    adapter defaults to the engine's first (the active one, for an engine built as the model runs now).
     """
+    settings.setdefault("adapter", 0 if engine.weights.adapters else -1)
     batch = Batch(engine.decoder(), eos)
     sequences = [Sequence(p, max_new_tokens, **settings) for p in prompts]
     waiting = list(reversed(sequences))

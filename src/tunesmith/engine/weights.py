@@ -133,7 +133,10 @@ def _adapter_names(model: Any, adapters: list[str] | None) -> list[str]:
     layer = _any_lora_layer(model)
     if layer is None or layer.disable_adapters or layer.merged:
         return []
-    return [name for name in layer.active_adapters if name in layer.lora_A]
+    active = [name for name in layer.active_adapters if name in layer.lora_A]
+    if len(active) > 1:
+        raise Unsupported("several adapters active at once (their sum)")
+    return active
 
 
 def _any_lora_layer(model: Any) -> Any:
