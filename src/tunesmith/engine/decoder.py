@@ -40,8 +40,11 @@ class Decoder:
 
         if rows <= self.slots_capacity and length <= self.length_capacity:
             return
-        slots = max(rows, min(2 * self.slots_capacity, 256), 1)
-        span = min(max(length, 2 * self.length_capacity, 64), max(self.context, length))
+        # Grow only what is short, by doubling: a few reallocations over a server's life, none per step.
+        slots = self.slots_capacity if rows <= self.slots_capacity else max(rows, min(2 * self.slots_capacity, 256))
+        span = self.length_capacity
+        if length > self.length_capacity:
+            span = min(max(length, 2 * self.length_capacity, 64), max(self.context, length))
         w = self.weights
         shape = (slots, w.kv_heads, span, w.head_dim)
         keys = [torch.zeros(shape, dtype=self.dtype) for _ in w.layers]
