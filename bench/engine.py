@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     """Time both sides per precision and batch size, interleaved, and compare their answers."""
-    import torch
-
     from tunesmith.engine import build_engine, generate_tokens
     from tunesmith.models.precision import autocast, cpu_supports_bf16
 
@@ -32,11 +30,12 @@ def main() -> None:
     eos = {int(tokenizer.eos_token_id)}
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     rows: list[dict[str, Any]] = []
-    for precision in ("fp32", "bf16") if cpu_supports_bf16() else ("fp32",):
+    precisions = [p for p in args.precisions if p == "fp32" or cpu_supports_bf16()]
+    for precision in precisions:
         started = time.perf_counter()
         engine = build_engine(model, precision)
         build_s = time.perf_counter() - started
-        for batch in (1, args.batch):
+        for batch in dict.fromkeys((1, args.batch)):
             with autocast(precision):
                 hf, hf_s = _timed(lambda b=batch: _hf(model, tokenizer, ids, args.max_new_tokens, b, eos))
             ours, ours_s = _timed(lambda b=batch, e=engine: generate_tokens(e, ids, args.max_new_tokens, b, eos))
@@ -54,7 +53,6 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    del torch
     out = ROOT / "bench" / "results" / "engine.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
@@ -74,6 +72,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="bf16 only where the CPU has it")
     return parser.parse_args()
 
 

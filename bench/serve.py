@@ -50,6 +50,7 @@ def main() -> None:
         engine_url, app = stack.enter_context(_server(runs))
         llama_url = stack.enter_context(_llama(llama, _gguf(runs[0], args.gguf))) if llama else None
         for concurrency in CONCURRENCY:
+            first = len(rows)
             _engine_on(app, True)
             ours = _served(engine_url, jobs, args.max_tokens, concurrency, None, "tunesmith serve (engine)")
             rows.append(ours)
@@ -57,7 +58,7 @@ def main() -> None:
             rows.append(_served(engine_url, jobs, args.max_tokens, concurrency, ours, "tunesmith serve (generate)"))
             if llama_url:
                 rows.append(_served(llama_url, jobs, args.max_tokens, concurrency, ours, "llama-server f16"))
-            for row in rows[-3:]:
+            for row in rows[first:]:
                 print(f"{row['mode']} c={concurrency}: {row['seconds']} s", file=sys.stderr, flush=True)
             _engine_on(app, True)
     out = ROOT / "bench" / "results" / "serve.json"
