@@ -54,8 +54,9 @@ def main() -> None:
             _engine_on(app, True)
             ours = _served(engine_url, jobs, args.max_tokens, concurrency, None, "tunesmith serve (engine)")
             rows.append(ours)
-            _engine_on(app, False)
-            rows.append(_served(engine_url, jobs, args.max_tokens, concurrency, ours, "tunesmith serve (generate)"))
+            if not args.skip_generate:
+                _engine_on(app, False)
+                rows.append(_served(engine_url, jobs, args.max_tokens, concurrency, ours, "tunesmith serve (generate)"))
             if llama_url:
                 rows.append(_served(llama_url, jobs, args.max_tokens, concurrency, ours, "llama-server f16"))
             for row in rows[first:]:
@@ -80,6 +81,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=64, help="longest answer in tokens")
     parser.add_argument("--llama-server", help="path to llama.cpp's llama-server (default: on PATH, if there)")
     parser.add_argument("--gguf", type=Path, help="the first run as GGUF (default: export it as f16)")
+    parser.add_argument("--skip-generate", action="store_true", help="leave out the generate path (the slowest)")
     return parser.parse_args()
 
 
@@ -234,7 +236,8 @@ def _ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
         ours = speed[("tunesmith serve (engine)", c)]
         if ("llama-server f16", c) in speed:
             ratios[f"llama_over_engine_c{c}"] = round(speed[("llama-server f16", c)] / ours, 2)
-        ratios[f"engine_over_generate_c{c}"] = round(ours / speed[("tunesmith serve (generate)", c)], 2)
+        if ("tunesmith serve (generate)", c) in speed:
+            ratios[f"engine_over_generate_c{c}"] = round(ours / speed[("tunesmith serve (generate)", c)], 2)
     ratios["engine_c8_over_c1"] = round(
         speed[("tunesmith serve (engine)", 8)] / speed[("tunesmith serve (engine)", 1)], 2
     )
