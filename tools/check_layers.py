@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("doctor",),
     ("train",),
     ("evaluate",),
+    ("engine",),  # the built-in inference engine: below eval, in-training metrics and serve
     ("track",),
     ("methods", "models", "data"),
     ("rundir", "metric_specs", "console", "cache"),

@@ -305,11 +305,18 @@ def serve(
         str | None,
         typer.Option("--api-key", envvar="TUNESMITH_API_KEY", help="Require Authorization: Bearer KEY."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="builtin (the embedded engine), vllm (vLLM's server, CUDA) or llama.cpp (llama-cpp-python's "
+            "server on the run's GGUF export)."
+        ),
+    ] = "builtin",
 ) -> None:
     """Serve runs over an OpenAI-compatible HTTP API (chat, completions, classify, models)."""
     from tunesmith.serve import serve as serve_runs
 
-    serve_runs(run_dirs, host, port, api_key)
+    serve_runs(run_dirs, host, port, api_key, engine)
 
 
 @app.command()

@@ -1,4 +1,9 @@
-"""Batched generation from a run's model: left padding, KV cache, greedy by default."""
+"""Batched generation from a run's model, greedy by default.
+
+The built-in engine (tunesmith.engine) answers where it runs the model: ``batch_size`` rows decode together
+and a finished row's place goes to the next prompt at once. Other models (encoder-decoder, other adapter
+kinds) and repetition penalties go through transformers' ``generate`` in left-padded batches.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,10 @@ def generate(
     # separate decoder sequence; decoder-only models continue the rendered prompt, so we cut the prompt off.
     encoder_decoder = config.task == "seq2seq"
     texts = prompts if encoder_decoder else [prompt_text(tokenizer, config.data, p) for p in prompts]
+    if not encoder_decoder:
+        answers = engine_answers(model, tokenizer, texts, decoding, batch_size, precision)
+        if answers is not None:
+            return answers
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
         # Left padding, passed per call: the tokenizer is shared with training's collators (right padding).
@@ -65,6 +74,26 @@ def generate(
         new_tokens = generated if encoder_decoder else generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     return outputs
+
+
+def engine_answers(
+    model: Any, tokenizer: Any, texts: list[str], decoding: Decoding, batch_size: int, precision: str
+) -> list[str] | None:
+    """The built-in engine's answers to rendered prompts, or None where it does not run this model."""
+    from tunesmith.engine import Unsupported, build_engine, generate_tokens
+
+    if decoding.repetition_penalty != 1.0 or tokenizer.eos_token_id is None:
+        return None
+    try:
+        engine = build_engine(model, precision)
+    except Unsupported:
+        return None
+    ids = [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    settings = {"sample": decoding.do_sample, "temperature": decoding.temperature, "top_p": decoding.top_p}
+    tokens = generate_tokens(
+        engine, ids, decoding.max_new_tokens, batch_size, {int(tokenizer.eos_token_id)}, seed=decoding.seed, **settings
+    )
+    return [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 
 
 def generate_kwargs(tokenizer: Any, decoding: Decoding) -> dict[str, Any]:

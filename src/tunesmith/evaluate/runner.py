@@ -117,12 +117,16 @@ def score_model(
     batch_size = run.config.eval.batch_size
     examples = eval_set.examples
     outputs = [""] * len(examples)
-    # Prompts of similar length share a batch, so left padding wastes little compute.
+    # Prompts of similar length share a batch, so padding wastes little compute. All prompts go at once: the
+    # engine keeps batch_size rows decoding, a finished row's place going to the next prompt.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    with watch.measure(f"{label} generation"):
+        every = generate(
+            model, run.tokenizer, run.config, [examples[i].prompt for i in order], decoding, batch_size, run.precision
+        )
+    answered = dict(zip(order, every, strict=True))
     for rows in even_batches(order, batch_size):
-        prompts = [examples[i].prompt for i in rows]
-        with watch.measure(f"{label} generation"):
-            answers = generate(model, run.tokenizer, run.config, prompts, decoding, batch_size, run.precision)
+        answers = [answered[i] for i in rows]
         with watch.measure(f"{label} metrics"):
             for metric in metrics.values():
                 metric.update(answers, [examples[i].references for i in rows])

@@ -148,6 +148,7 @@ def _job(route: Route, ids: list[int], body: Any, limit: int | None, strip: bool
         temperature=body.temperature or 1.0,
         top_p=body.top_p if body.top_p is not None else 1.0,
         seed=body.seed if body.seed is not None else 0,
+        stream=bool(body.stream),
     )
 
 

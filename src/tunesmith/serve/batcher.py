@@ -1,10 +1,14 @@
-"""One worker thread answers generation requests in batches.
+"""One worker thread answers generation requests, batched continuously.
 
-Requests wait in a queue; the worker takes what arrived within a few milliseconds, groups it by model (one
-LoRA model takes any mix of its adapters per row; other models take one adapter per batch), and runs one
-left-padded ``generate`` per group. Greedy requests batch together; a sampled request runs alone, seeded,
-so its answer depends on its seed only. A stopping criterion follows every row: it ends a row at its own
-token budget, at a stop sequence or when its client went away, and streams each row's new text as it comes.
+Models the built-in engine runs (tunesmith.engine: Llama-family, LoRA adapters mixed per row) decode step
+by step: a request that arrives while others are decoding joins at the next step (the prompts that came
+together prefilled as one batch), and a row leaves the moment it ends: at its token budget, at an
+end-of-text token or a stop sequence, or when its client went away. A sampled row draws from its own
+seeded random stream, so its answer depends on its seed only. New text streams out as each token settles.
+
+Other models (encoder-decoder, DoRA and other adapter kinds) are answered as before the engine: the
+requests that arrived within a few milliseconds are grouped by model and run through one left-padded
+``generate``, a stopping criterion following every row.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class GenerationRequest:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    stream: bool = True  # whether the client reads text as it comes (else only the end is needed)
     cancelled: bool = False
     loop: asyncio.AbstractEventLoop | None = None
     events: asyncio.Queue[tuple[str, Any]] | None = None
@@ -86,6 +91,10 @@ class _Row:
             self.finish = "stop"
             return
         self.ids.append(token)
+        if not request.stop and not request.stream:  # nothing to look at before the end
+            if self.steps >= request.max_tokens:
+                self.finish = "length"
+            return
         text = self._text()
         if request.stop and final_text(text, request.stop, False) != text:
             self.finish = "stop"
@@ -118,7 +127,8 @@ class Batcher:
         self.window_s, self.max_batch = window_s, max_batch
         self._queue: queue.Queue[GenerationRequest | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="tunesmith-batcher", daemon=True)
-        self.batches: list[int] = []  # sizes of the batches run, for tests and the benchmark
+        self._lanes: dict[int, _Lane] = {}  # per engine the built-in engine runs, by id
+        self.batches: list[int] = []  # rows together after each join (or per generate): for tests, the benchmark
         self.cancelled_rows = 0  # rows stopped early because their client went away
 
     def start(self) -> None:
@@ -126,7 +136,7 @@ class Batcher:
         self._thread.start()
 
     def stop(self) -> None:
-        """Finish the batch in progress and end the thread."""
+        """Finish the rows in progress and end the thread."""
         self._queue.put(None)
         self._thread.join(timeout=30)
 
@@ -135,15 +145,50 @@ class Batcher:
         self._queue.put(request)
 
     def _loop(self) -> None:
+        stopping = False
         while True:
+            busy = any(lane.busy for lane in self._lanes.values())
+            if stopping and not busy:
+                return
+            pending, stop_now = ([], False) if stopping else self._take(block=not busy)
+            stopping = stopping or stop_now
+            slow = []
+            for request in pending:
+                if request.cancelled:
+                    continue
+                engine = request.route.engine
+                if engine.fast is None:
+                    slow.append(request)
+                else:
+                    self._lane(engine).waiting.append(request)
+            for group in _groups(slow, self.max_batch):
+                self._run(group)
+            for lane in self._lanes.values():
+                if lane.busy:
+                    self.cancelled_rows += lane.advance(self.batches)
+
+    def _take(self, block: bool) -> tuple[list[GenerationRequest], bool]:
+        """What is queued: waiting for a first request when idle (then a few ms for company), else no wait."""
+        if block:
             first = self._queue.get()
             if first is None:
-                return
-            pending, stopping = self._collect(first)
-            for group in _groups(pending, self.max_batch):
-                self._run(group)
-            if stopping:
-                return
+                return [], True
+            return self._collect(first)
+        pending: list[GenerationRequest] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return pending, False
+            if item is None:
+                return pending, True
+            pending.append(item)
+
+    def _lane(self, engine: Engine) -> _Lane:
+        lane = self._lanes.get(id(engine))
+        if lane is None:
+            lane = self._lanes[id(engine)] = _Lane(engine, self.max_batch)
+        return lane
 
     def _collect(self, first: GenerationRequest) -> tuple[list[GenerationRequest], bool]:
         pending, deadline = [first], time.monotonic() + self.window_s
@@ -174,6 +219,85 @@ class Batcher:
         for row in rows:
             self.cancelled_rows += row.finish == "cancelled"
             row.close()
+
+
+class _Lane:
+    """The rows decoding on one engine-run model: they join and leave between its steps."""
+
+    def __init__(self, engine: Engine, max_batch: int) -> None:
+        from tunesmith.engine import Batch
+
+        self.engine, self.max_batch = engine, max_batch
+        self.batch = Batch(engine.fast.decoder(), set())  # rows end through _Row, which knows each route's eos
+        self.rows: dict[int, _Row] = {}  # by id() of the row's engine Sequence
+        self.waiting: list[GenerationRequest] = []
+        self.cancelled = 0
+
+    @property
+    def busy(self) -> bool:
+        """Rows decoding or waiting to join."""
+        return bool(self.waiting or self.batch.rows)
+
+    def advance(self, sizes: list[int]) -> int:
+        """Drop cancelled rows, one token for every row, then let waiting requests join; rows cancelled."""
+        before = self.cancelled
+        self._drop_cancelled()
+        try:
+            with self.engine.lock:
+                if self.batch.rows:
+                    self._feed(self.batch.rows, self.batch.step())
+                joining = self._joining()
+                if joining:
+                    self._feed(joining, self.batch.join(joining))
+                    sizes.append(len(self.batch.rows))
+        except Exception as err:  # the lane's requests get an error; its cache starts afresh, the server goes on
+            log.exception("generation failed")
+            self._fail(f"generation failed: {err}")
+        return self.cancelled - before
+
+    def _joining(self) -> list[Any]:
+        from tunesmith.engine import Sequence
+
+        room = self.max_batch - len(self.batch.rows)
+        taken, self.waiting = self.waiting[:room], self.waiting[room:]
+        sequences = []
+        for request in taken:
+            if request.cancelled:
+                continue
+            adapter = self.engine.fast.adapter_index(request.route.adapter)
+            sequence = Sequence(
+                request.input_ids, request.max_tokens, adapter, request.sample, request.temperature,
+                request.top_p, request.seed,
+            )  # fmt: skip
+            self.rows[id(sequence)] = _Row(request, _eos_ids(request.route))
+            sequences.append(sequence)
+        return sequences
+
+    def _feed(self, sequences: list[Any], tokens: list[int]) -> None:
+        for sequence, token in zip(list(sequences), tokens, strict=True):
+            row = self.rows[id(sequence)]
+            row.step(token)
+            if row.finish is not None:
+                self._close(sequence)
+
+    def _close(self, sequence: Any) -> None:
+        self.batch.leave(sequence)
+        row = self.rows.pop(id(sequence))
+        self.cancelled += row.finish == "cancelled"
+        row.close()
+
+    def _drop_cancelled(self) -> None:
+        for sequence in [s for s in self.batch.rows if self.rows[id(s)].request.cancelled]:
+            self.rows[id(sequence)].finish = "cancelled"
+            self._close(sequence)
+
+    def _fail(self, message: str) -> None:
+        from tunesmith.engine import Batch
+
+        for row in self.rows.values():
+            row.request.emit("error", message)
+        self.rows.clear()
+        self.batch = Batch(self.engine.fast.decoder(), set())
 
 
 def _groups(pending: list[GenerationRequest], max_batch: int) -> Iterator[list[GenerationRequest]]:

@@ -37,6 +37,7 @@ class Engine:
     mixed: bool  # LoRA adapters only: one batch may give each row its own adapter (peft ``adapter_names``)
     context: int | None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fast: Any = None  # the built-in engine over this model (tunesmith.engine.Engine), or None: generate answers
 
 
 @dataclass
@@ -163,7 +164,26 @@ def load_pool(run_dirs: list[Path]) -> ModelPool:
     for run_dir in run_dirs:
         builder.add_run(run_dir)
     builder.add_bases()
-    return ModelPool(builder.routes)
+    pool = ModelPool(builder.routes)
+    attach_engines(pool)
+    return pool
+
+
+def attach_engines(pool: ModelPool) -> None:
+    """Give each generative model the built-in engine where it runs that model (every adapter selectable)."""
+    from tunesmith.engine import Unsupported, build_engine
+
+    seen: set[int] = set()
+    for route in pool.routes.values():
+        engine = route.engine
+        if id(engine) in seen or engine.task != "causal_lm":
+            continue
+        seen.add(id(engine))
+        adapters = list(getattr(engine.model, "peft_config", {}) or {})
+        try:
+            engine.fast = build_engine(engine.model, engine.precision, adapters if adapters else None)
+        except Unsupported:
+            engine.fast = None  # transformers generate answers instead
 
 
 def _check_base_fits(config: RunConfig, what: str) -> ResolvedModel:

@@ -27,8 +27,19 @@ def check_bind(host: str, port: int, api_key: str | None) -> None:
             raise TunesmithError(f"--port {port}: cannot listen on {host}:{port}: {err.strerror}") from err
 
 
-def serve(run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None) -> None:
+def serve(
+    run_dirs: list[Path], host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, engine: str = "builtin"
+) -> None:
     """Serve the runs (and their bases) over an OpenAI-compatible API until interrupted."""
+    from tunesmith.serve.external import check_engine, external_command, run_external
+
+    check_engine(engine)
+    if engine != "builtin":
+        command = external_command(engine, run_dirs, host, port, api_key)
+        check_bind(host, port, api_key)
+        say(f"serving with {engine} on http://{host}:{port}/v1")
+        run_external(command)
+        return
     import uvicorn
 
     from tunesmith.serve.app import create_app

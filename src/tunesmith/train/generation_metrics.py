@@ -78,13 +78,13 @@ class GenerationMetricsCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
+            # One call: the engine keeps `batch` rows decoding, a finished row's place going to the next prompt.
+            prompts = [r.prompt for r in self.examples]
+            every = generate(model, self.tokenizer, self.cfg, prompts, decoding, batch, precision)
             for start in range(0, len(self.examples), batch):
                 rows = self.examples[start : start + batch]
-                answers = generate(
-                    model, self.tokenizer, self.cfg, [r.prompt for r in rows], decoding, batch, precision
-                )
                 for metric in metrics.values():
-                    metric.update(answers, [r.references for r in rows])
+                    metric.update(every[start : start + batch], [r.references for r in rows])
         finally:
             model.train(was_training)
         return {key: value for metric in metrics.values() for key, value in metric.compute().items()}

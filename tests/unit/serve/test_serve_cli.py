@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from openai import OpenAI
 from serving import free_port
 
@@ -54,3 +56,25 @@ def test_cli_serves_two_runs_to_the_openai_client(lora_runs: tuple[Path, Path]) 
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"serving on http://127.0.0.1:{port}/v1 (API key required)" in stderr
+
+
+@pytest.mark.parametrize(
+    ("engine", "line"),
+    [
+        ("onnx", "error: --engine onnx: unknown engine (use builtin, vllm or llama.cpp)"),
+        ("vllm", "error: --engine vllm: vLLM is not installed (pip install vllm, on a CUDA machine)"),
+        ("llama.cpp", "error: --engine llama.cpp: llama-cpp-python's server is not installed "
+         "(pip install 'llama-cpp-python[server]')"),
+    ],
+)  # fmt: skip
+def test_an_engine_that_cannot_run_here_is_refused_in_one_line(
+    lora_runs: tuple[Path, Path], engine: str, line: str
+) -> None:
+    # Neither vLLM nor llama-cpp-python is installed in the test environment.
+    for package in ("vllm", "llama_cpp"):
+        if engine.startswith(package.split("_")[0]) and importlib.util.find_spec(package) is not None:
+            pytest.skip(f"{package} is installed here")
+    process = _cli(str(lora_runs[0]), "--engine", engine)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2
+    assert stderr.strip().splitlines() == [line]
