@@ -52,12 +52,15 @@ class Conversation:
         return sum(len(m.get("tool_calls") or []) for m in self.messages)
 
 
-class _Bad(Exception):
+class MessageProblem(Exception):
     """A malformed message: the field and what is wrong (the caller adds file, row and index)."""
 
     def __init__(self, index: int | None, field: str, problem: str) -> None:
         super().__init__(problem)
         self.index, self.field, self.problem = index, field, problem
+
+
+_Bad = MessageProblem
 
 
 def read_conversations(
@@ -89,10 +92,13 @@ def with_system(messages: list[Message], system: str | None) -> list[Message]:
     return [{"role": "system", "content": system}, *messages]
 
 
-def normalise_messages(raw: list[Any]) -> list[Message]:
-    """OpenAI- or ShareGPT-shaped messages -> the normalised form, checking each; raises _Bad."""
+def normalise_messages(raw: list[Any], need_assistant: bool = True) -> list[Message]:
+    """OpenAI- or ShareGPT-shaped messages -> the normalised form, checking each; raises MessageProblem.
+
+    ``need_assistant``: a training row must have an assistant turn; a request to answer (serve) need not.
+    """
     messages = [_normalise_one(index, item) for index, item in enumerate(raw)]
-    _check_order(messages)
+    _check_order(messages, need_assistant)
     return messages
 
 
@@ -234,7 +240,7 @@ def _content(index: int, value: Any, name: str = "content") -> str:
     return value.strip()
 
 
-def _check_order(messages: list[Message]) -> None:
+def _check_order(messages: list[Message], need_assistant: bool = True) -> None:
     # A tool result answers a call made before it; ids are given to calls that have none, so results can name them.
     open_calls: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
@@ -246,7 +252,7 @@ def _check_order(messages: list[Message]) -> None:
             open_calls = _answer(index, message, open_calls)
         elif message["role"] == "user":
             open_calls = []
-    if not any(m["role"] == "assistant" for m in messages):
+    if need_assistant and not any(m["role"] == "assistant" for m in messages):
         raise _Bad(None, "messages", "the conversation has no assistant turn: nothing to learn")
 
 

@@ -21,8 +21,18 @@ from starlette.exceptions import HTTPException
 from tunesmith.serve.batcher import Batcher, Completion, GenerationRequest
 from tunesmith.serve.hosts import allowed_hosts, host_allowed, refusal
 from tunesmith.serve.pool import ModelPool, Route
-from tunesmith.serve.render import chat_prompt, encode
+from tunesmith.serve.render import chat_prompt, conversation_prompt, encode, is_conversation_run, renderer
 from tunesmith.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
+from tunesmith.serve.tools import (
+    RequestProblem,
+    ToolPlan,
+    ToolStream,
+    check_tools,
+    plan_tools,
+    reply_message,
+    request_messages,
+    uses_tools,
+)
 
 DEFAULT_MAX_TOKENS = 96  # tunesmith generate's default
 MAX_CLASSIFY_INPUTS = 256
@@ -85,16 +95,10 @@ def create_app(
     @app.post("/v1/chat/completions", dependencies=guarded)
     async def chat(body: ChatRequest, request: Request) -> Any:
         route = _generative(pool, body.model)
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-        try:
-            prompt = chat_prompt(route, messages)
-        except TemplateError as err:  # a chat template may refuse a conversation (its raise_exception)
-            raise ApiError(
-                400, f"messages: the chat template of {body.model!r} refused them: {err}", "messages"
-            ) from err
+        prompt, plan = _chat_prompt(route, body)
         limit = body.max_completion_tokens or body.max_tokens
         job = _job(route, encode(route, prompt, chat=True), body, limit, strip=True, param="messages")
-        return await _answer(worker, job, body, request, chat=True)
+        return await _answer(worker, job, body, request, chat=True, plan=plan)
 
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(body: CompletionRequest, request: Request) -> Any:
@@ -122,6 +126,30 @@ def _generative(pool: ModelPool, model: str) -> Route:
     if route.task == "classification":
         raise ApiError(400, f"model {model!r} is a classification run: use POST /v1/classify", "model")
     return route
+
+
+def _chat_prompt(route: Route, body: ChatRequest) -> tuple[str, ToolPlan]:
+    """The prompt text (a forced call opening included) and what the request asks of tools."""
+    raw = [m.plain() for m in body.messages]
+    try:
+        tools = check_tools(body.tools)
+        if route.task == "seq2seq" and tools:
+            raise RequestProblem("tools", f"model {route.id!r} is a seq2seq run: it reads user text, not tools")
+        plan = plan_tools(tools, body.tool_choice, force=route.task != "seq2seq" and not renderer(route).native_tools)
+        if route.task != "seq2seq" and (uses_tools(raw, plan) or is_conversation_run(route)):
+            return conversation_prompt(route, request_messages(raw), plan.offered) + plan.prefix, plan
+        return chat_prompt(route, _plain_turns(raw)), plan
+    except RequestProblem as bad:
+        raise ApiError(400, str(bad), bad.param) from None
+    except TemplateError as err:  # a chat template may refuse a conversation (its raise_exception)
+        raise ApiError(400, f"messages: the chat template of {body.model!r} refused them: {err}", "messages") from err
+
+
+def _plain_turns(raw: list[dict[str, Any]]) -> list[dict[str, str]]:
+    for index, message in enumerate(raw):
+        if message.get("content") is None:
+            raise RequestProblem(f"messages[{index}].content", f"missing: a {message['role']} message has content")
+    return [{"role": m["role"], "content": m["content"]} for m in raw]
 
 
 def _job(route: Route, ids: list[int], body: Any, limit: int | None, strip: bool, param: str) -> GenerationRequest:
@@ -152,12 +180,14 @@ def _job(route: Route, ids: list[int], body: Any, limit: int | None, strip: bool
     )
 
 
-async def _answer(worker: Batcher, job: GenerationRequest, body: Any, request: Request, chat: bool) -> Any:
+async def _answer(
+    worker: Batcher, job: GenerationRequest, body: Any, request: Request, chat: bool, plan: ToolPlan | None = None
+) -> Any:
     if len(job.stop) > 4:
         raise ApiError(400, "stop: at most 4 sequences", "stop")
     events = job.bind()
     worker.submit(job)
-    meta = _Meta(chat, body.model)
+    meta = _Meta(chat, body.model, plan or ToolPlan())
     if body.stream:
         usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(_stream(job, events, meta, usage), media_type="text/event-stream")
@@ -185,17 +215,27 @@ async def _wait_done(job: GenerationRequest, events: asyncio.Queue[tuple[str, An
 async def _stream(
     job: GenerationRequest, events: asyncio.Queue[tuple[str, Any]], meta: _Meta, usage: bool
 ) -> AsyncIterator[str]:
+    calls = ToolStream() if meta.plan.reads_calls else None
     try:
         yield meta.chunk("", None, first=True)
+        if calls is not None:
+            for delta in calls.feed(meta.plan.prefix):
+                yield meta.delta(delta)
         while True:
             kind, payload = await events.get()
-            if kind == "delta":
+            if kind == "delta" and calls is not None:
+                for delta in calls.feed(payload):
+                    yield meta.delta(delta)
+            elif kind == "delta":
                 yield meta.chunk(payload, None)
             elif kind == "error":
                 yield _sse({"error": {"message": payload, "type": "server_error", "param": None, "code": None}})
                 break
             else:
-                yield meta.chunk("", payload.finish_reason)
+                for delta in calls.close() if calls is not None else []:
+                    yield meta.delta(delta)
+                called = calls is not None and calls.calls > 0
+                yield meta.chunk("", "tool_calls" if called else payload.finish_reason)
                 if usage:
                     yield _sse(meta.envelope([], usage=_usage(payload)))
                 break
@@ -207,8 +247,8 @@ async def _stream(
 class _Meta:
     """Response envelopes for one request."""
 
-    def __init__(self, chat: bool, model: str) -> None:
-        self.chat, self.model = chat, model
+    def __init__(self, chat: bool, model: str, plan: ToolPlan) -> None:
+        self.chat, self.model, self.plan = chat, model, plan
         self.id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
 
@@ -218,22 +258,35 @@ class _Meta:
 
     def chunk(self, text: str, finish: str | None, first: bool = False) -> str:
         if self.chat:
-            delta: dict[str, Any] = {"role": "assistant", "content": text} if first else {"content": text}
+            # With tools the answer may be calls alone: content null until text comes, as OpenAI streams it.
+            opening = None if self.plan.reads_calls else text
+            delta: dict[str, Any] = {"role": "assistant", "content": opening} if first else {"content": text}
             choice = {"index": 0, "delta": delta if finish is None else {}, "finish_reason": _reason(finish)}
         else:
             choice = {"index": 0, "text": text, "finish_reason": _reason(finish), "logprobs": None}
         return _sse(self.envelope([choice]))
 
+    def delta(self, delta: dict[str, Any]) -> str:
+        """One chat chunk carrying ``delta`` (content or tool-call pieces)."""
+        return _sse(self.envelope([{"index": 0, "delta": delta, "finish_reason": None}]))
+
     def whole(self, done: Completion) -> dict[str, Any]:
-        if self.chat:
+        finish = _reason(done.finish_reason)
+        if self.chat and self.plan.reads_calls:
+            message, called = reply_message(self.plan.prefix + done.text)
+            choice = {"index": 0, "message": message, "logprobs": None}
+            finish = "tool_calls" if called else finish
+        elif self.chat:
             choice = {"index": 0, "message": {"role": "assistant", "content": done.text}, "logprobs": None}
         else:
             choice = {"index": 0, "text": done.text, "logprobs": None}
-        choice["finish_reason"] = _reason(done.finish_reason)
+        choice["finish_reason"] = finish
         return self.envelope([choice], stream=False, usage=_usage(done))
 
 
 def _reason(finish: str | None) -> str | None:
+    if finish == "tool_calls":
+        return finish
     return None if finish is None else ("length" if finish == "length" else "stop")
 
 
@@ -302,6 +355,9 @@ def _validation_error(errors: Any) -> ApiError:
     first: dict[str, Any] = next(iter(errors), {})
     if first.get("type") == "json_invalid":
         return ApiError(400, "the request body is not valid JSON", code="invalid_json")
-    loc = [str(part) for part in first.get("loc", ()) if part != "body"]
-    field = ".".join(loc) or "body"
+    field = ""
+    for part in first.get("loc", ()):
+        if part != "body":
+            field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    field = field or "body"
     return ApiError(400, f"{field}: {first.get('msg', 'invalid value')}", field, "invalid_request")

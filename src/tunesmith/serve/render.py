@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.data.chat_format import ChatRenderer, Message
+from tunesmith.data.conversation import with_system
 from tunesmith.data.tokenize import prompt_text, uses_chat_template
+from tunesmith.data.turns import conversation_renderer
 from tunesmith.serve.pool import Route
+
+_RENDERERS: dict[tuple[int, object], ChatRenderer] = {}
 
 
 def chat_prompt(route: Route, messages: list[dict[str, str]]) -> str:
@@ -25,6 +30,30 @@ def chat_prompt(route: Route, messages: list[dict[str, str]]) -> str:
     if not system and data.system:
         turns.insert(0, {"role": "system", "content": data.system})
     return str(tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
+
+
+def is_conversation_run(route: Route) -> bool:
+    """Whether the route was tuned on conversations (data.messages): its prompts render as training's turns."""
+    return route.data.messages is not None
+
+
+def renderer(route: Route) -> ChatRenderer:
+    """The route's conversation renderer, made once (finding out whether its template knows tools renders probes)."""
+    key = (id(route.tokenizer), route.data.chat_template)
+    if key not in _RENDERERS:
+        _RENDERERS[key] = conversation_renderer(route.tokenizer, route.data)
+    return _RENDERERS[key]
+
+
+def conversation_prompt(route: Route, messages: list[Message], tools: list[dict[str, Any]]) -> str:
+    """The text the model reads before answering the conversation, as training and per-turn eval render it.
+
+    ``messages`` are normalised (``serve.tools.request_messages``); the run's ``data.system`` applies when they
+    bring no system message; ``tools`` are listed the way the template (or the fallback) lists them.
+    """
+    chat = renderer(route)
+    shaped = chat.template_messages(with_system(messages, route.data.system), tools)
+    return chat.text(shaped, tools, generation_prompt=True)
 
 
 def encode(route: Route, text: str, chat: bool) -> list[int]:

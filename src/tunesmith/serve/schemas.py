@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,14 +19,23 @@ class TextPart(_Body):
 
 
 class Message(_Body):
-    """One chat message."""
+    """One chat message: an assistant's may carry ``tool_calls`` (content then optional), a tool's answers one."""
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    tool_calls: list[Any] | None = Field(None, description="An assistant's calls, in the OpenAI shape.")
+    tool_call_id: str | None = Field(None, description="A tool message: the id of the call it answers.")
+    name: str | None = None
 
     def text(self) -> str:
         """The content as one string."""
+        if self.content is None:
+            return ""
         return self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+
+    def plain(self) -> dict[str, Any]:
+        """The message as a JSON object (absent fields left out), for the conversation reader."""
+        return self.model_dump(exclude_none=True) | {"content": None if self.content is None else self.text()}
 
 
 class StreamOptions(_Body):
@@ -56,6 +65,8 @@ class ChatRequest(_Generation):
 
     messages: list[Message] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[Any] | None = Field(None, description="OpenAI function tools the model may call.")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="none, auto, required or a named function.")
 
 
 class CompletionRequest(_Generation):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from serving import API_KEY, Running, build_noisy_llama, running_server, train_classifier, train_lora
+from tool_serving import build_tool_caller, train_tool_run
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +39,15 @@ def dora_run(noisy_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     # peft cannot mix DoRA adapters per row: this run exercises the one-adapter-per-batch path.
     root = tmp_path_factory.mktemp("serve-dora")
     return train_lora(root, noisy_llama, "dora", shout=True, method={"name": "dora", "r": 4, "alpha": 8})
+
+
+@pytest.fixture(scope="session")
+def tool_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serve-tools")
+    return train_tool_run(root, build_tool_caller(root / "caller-model"))
+
+
+@pytest.fixture(scope="session")
+def tool_server(tool_run: Path) -> Iterator[Running]:
+    with running_server([tool_run]) as running:
+        yield running
