@@ -81,8 +81,10 @@ def architecture_of(model: Any) -> Architecture:
     return arch
 
 
-def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str) -> None:
+def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, chat_template: str | None = None) -> None:
     """Write ``model`` (fp32, adapters merged) and its tokenizer to ``path`` as a ``quant`` GGUF file.
+
+    ``chat_template``: the template to carry when it is not the tokenizer's own (``export.chat_template``).
 
     The file appears only when complete: it is written beside ``path`` under a temporary name, then renamed.
     """
@@ -96,7 +98,7 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str) ->
     try:
         writer = gguf.GGUFWriter(temp, arch.gguf_name)
         _add_hparams(writer, model.config, arch, quant, name)
-        add_vocab(writer, tokenizer, model.config.vocab_size)
+        add_vocab(writer, tokenizer, model.config.vocab_size, chat_template)
         for tensor_name, data, qtype in _tensors(model, arch, quant):
             writer.add_tensor(tensor_name, data, raw_dtype=qtype)
         writer.write_header_to_file()

@@ -22,8 +22,11 @@ _LLAMA3_SPLIT_START = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}
 NORMAL, CONTROL, USER_DEFINED, UNUSED = 1, 3, 4, 5
 
 
-def add_vocab(writer: Any, tokenizer: Any, vocab_size: int) -> str:
-    """Add the tokenizer's metadata to ``writer``; returns the pre-tokenizer name written."""
+def add_vocab(writer: Any, tokenizer: Any, vocab_size: int, chat_template: str | None = None) -> str:
+    """Add the tokenizer's metadata to ``writer``; returns the pre-tokenizer name written.
+
+    ``chat_template``: written instead of the tokenizer's (a conversation run's fallback tool format).
+    """
     import gguf
 
     spec = _backend_spec(tokenizer)
@@ -40,7 +43,9 @@ def add_vocab(writer: Any, tokenizer: Any, vocab_size: int) -> str:
     # post-processors, and llama.cpp's default for a gpt2 vocabulary (add BOS) is wrong for SmolLM2.
     special.add_special_token["bos"] = _adds_bos(tokenizer)
     special.add_special_token.setdefault("eos", False)
-    if getattr(tokenizer, "chat_template", None) and special.chat_template is None:
+    if chat_template is not None:
+        special.chat_template = chat_template
+    elif getattr(tokenizer, "chat_template", None) and special.chat_template is None:
         special.chat_template = tokenizer.chat_template
     special.add_to_gguf(writer, quiet=True)
     return pre

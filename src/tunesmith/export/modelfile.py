@@ -4,6 +4,14 @@ Ollama templates are Go templates, chat templates are Jinja. Rather than transla
 logic), the run's chat template is *rendered* on probe conversations and accepted only when its output is
 exactly ChatML (``<|im_start|>role\\ncontent<|im_end|>\\n``), which is what SmolLM2, Qwen and many others
 use; a template that renders anything else is reported as not converted instead of being guessed.
+
+A conversation run (data.messages) gets ``chatml_tools_template()``: ChatML plus tunesmith's fallback tool
+format exactly as training lays it out (``data.chat_format``): the tools listed in the system turn after
+``TOOLS_PREAMBLE`` (the run's system prompt first), an assistant's calls as ``{"name": ..., "arguments": ...}``
+between ``<tool_call>`` markers after its text, and tool results as one user turn of ``<tool_response>``
+blocks. One difference Go templates cannot avoid: the JSON inside (each tool's schema, a call's arguments) is
+written by Ollama's ``json`` function, Go's compact form (``{"a":1}``, keys in Go's order, ``<`` as ``\u003c``),
+where training wrote Python's ``{"a": 1}``; the markers, the preamble and the turn layout are the same.
 """
 
 from __future__ import annotations
@@ -11,6 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunesmith.data.chat_format import (
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    TOOL_RESPONSE_CLOSE,
+    TOOL_RESPONSE_OPEN,
+    TOOLS_PREAMBLE,
+)
 from tunesmith.errors import TunesmithError
 
 CHATML_TEMPLATE = (
@@ -19,6 +34,39 @@ CHATML_TEMPLATE = (
 # A run without a chat template reads "<system>\n\n<prompt>" (tunesmith.data.tokenize.prompt_text).
 PLAIN_TEMPLATE = "{{ if .System }}{{ .System }}\n\n{{ end }}{{ .Prompt }}"
 CHATML_STOPS = ("<|im_start|>", "<|im_end|>")
+
+
+def _literal(text: str) -> str:
+    # Text of a Go template: only "{{" would start an action.
+    return text.replace("{{", '{{ "{{" }}')
+
+
+def chatml_tools_template() -> str:
+    """ChatML with tools, tool calls and tool results in tunesmith's fallback format (module docstring)."""
+    schemas = "{{ range $n, $tool := $.Tools }}{{ if $n }}\n{{ end }}{{ json $tool }}{{ end }}"
+    head, tail = (_literal(part) for part in TOOLS_PREAMBLE.split("{schemas}"))
+    preamble = head + schemas + tail
+    call = f'{_literal(TOOL_CALL_OPEN)}\n{{"name": "{{{{ $call.Function.Name }}}}", '
+    call += f'"arguments": {{{{ json $call.Function.Arguments }}}}}}\n{_literal(TOOL_CALL_CLOSE)}'
+    return (
+        '{{ $previous := "" }}'
+        "{{ range $i, $m := .Messages }}"
+        '{{ if and (eq $previous "tool") (ne $m.Role "tool") }}<|im_end|>\n{{ end }}'
+        '{{ if and (eq $i 0) $.Tools (ne $m.Role "system") }}<|im_start|>system\n' + preamble + "<|im_end|>\n{{ end }}"
+        '{{ if eq $m.Role "system" }}<|im_start|>system\n{{ $m.Content }}'
+        "{{ if and (eq $i 0) $.Tools }}{{ if $m.Content }}\n\n{{ end }}" + preamble + "{{ end }}<|im_end|>\n"
+        '{{ else if eq $m.Role "assistant" }}<|im_start|>assistant\n{{ $m.Content }}'
+        "{{ range $j, $call := $m.ToolCalls }}{{ if or $j $m.Content }}\n{{ end }}" + call + "{{ end }}<|im_end|>\n"
+        '{{ else if eq $m.Role "tool" }}'
+        '{{ if eq $previous "tool" }}\n{{ else }}<|im_start|>user\n{{ end }}'
+        f"{_literal(TOOL_RESPONSE_OPEN)}\n{{{{ $m.Content }}}}\n{_literal(TOOL_RESPONSE_CLOSE)}"
+        "{{ else }}<|im_start|>{{ $m.Role }}\n{{ $m.Content }}<|im_end|>\n"
+        "{{ end }}"
+        "{{ $previous = $m.Role }}"
+        "{{ end }}"
+        '{{ if eq $previous "tool" }}<|im_end|>\n{{ end }}'
+        "<|im_start|>assistant\n"
+    )
 
 
 @dataclass
@@ -31,10 +79,11 @@ class OllamaTemplate:
     problem: str | None = None
 
 
-def ollama_template(tokenizer: Any, system: str | None, chat: bool = True) -> OllamaTemplate:
+def ollama_template(tokenizer: Any, system: str | None, chat: bool = True, tools: bool = False) -> OllamaTemplate:
     """Convert the tokenizer's chat template; ``system`` (the run's data.system) wins over a template default.
 
     ``chat``: whether the run rendered its examples through the chat template (data.chat_template).
+    ``tools``: a conversation run, whose template also renders tools, calls and results (the fallback format).
     """
     eos = [tokenizer.eos_token] if tokenizer.eos_token else []
     if not chat or not getattr(tokenizer, "chat_template", None):
@@ -49,7 +98,8 @@ def ollama_template(tokenizer: Any, system: str | None, chat: bool = True) -> Ol
             "TEMPLATE; Ollama uses the GGUF's tokenizer.chat_template only if it recognises it",
         )
     stops = list(dict.fromkeys([*CHATML_STOPS, *eos]))
-    return OllamaTemplate(CHATML_TEMPLATE, system if system else default_system or None, stops)
+    template = chatml_tools_template() if tools else CHATML_TEMPLATE
+    return OllamaTemplate(template, system if system else default_system or None, stops)
 
 
 def modelfile_text(gguf_name: str, converted: OllamaTemplate) -> str:

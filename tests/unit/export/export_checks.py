@@ -5,6 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 SYSTEM = "You write short ads."
+LOOKUP = {
+    "type": "function",
+    "function": {
+        "name": "lookup_order",
+        "description": "Look up an order.",
+        "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+    },
+}
+_CALL = {"id": "c1", "type": "function", "function": {"name": "lookup_order", "arguments": {"id": "A1"}}}
+CONVERSATION = [
+    {"role": "user", "content": "Where is A1?"},
+    {"role": "assistant", "content": "", "tool_calls": [_CALL]},
+    {"role": "tool", "tool_call_id": "c1", "content": "shipped"},
+    {"role": "assistant", "content": "It shipped."},
+]
 PROMPTS = ["Write an ad for coffee aimed at students.", "The quick brown fox jumps", "great product, terrible delivery"]
 
 # How far a GGUF's logits may stray from the fp32 merged model, per tensor type: the largest absolute difference
