@@ -51,6 +51,7 @@ class Route:
     data: DataConfig
     parent: str | None = None  # the base a run was tuned from
     run: LoadedRun | None = None  # classification runs: predict_texts takes a LoadedRun
+    renderer: Any = field(default=None, repr=False)  # its conversation renderer, made on first use (serve.render)
 
     @property
     def task(self) -> Task:

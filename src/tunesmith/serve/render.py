@@ -10,8 +10,6 @@ from tunesmith.data.tokenize import prompt_text, uses_chat_template
 from tunesmith.data.turns import conversation_renderer
 from tunesmith.serve.pool import Route
 
-_RENDERERS: dict[tuple[int, object], ChatRenderer] = {}
-
 
 def chat_prompt(route: Route, messages: list[dict[str, str]]) -> str:
     """The text the model reads for a conversation; the run's ``data.system`` applies when none is given."""
@@ -39,10 +37,9 @@ def is_conversation_run(route: Route) -> bool:
 
 def renderer(route: Route) -> ChatRenderer:
     """The route's conversation renderer, made once (finding out whether its template knows tools renders probes)."""
-    key = (id(route.tokenizer), route.data.chat_template)
-    if key not in _RENDERERS:
-        _RENDERERS[key] = conversation_renderer(route.tokenizer, route.data)
-    return _RENDERERS[key]
+    if route.renderer is None:
+        route.renderer = conversation_renderer(route.tokenizer, route.data)
+    return route.renderer
 
 
 def conversation_prompt(route: Route, messages: list[Message], tools: list[dict[str, Any]]) -> str:
