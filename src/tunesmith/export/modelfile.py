@@ -46,8 +46,16 @@ def chatml_tools_template() -> str:
     schemas = "{{ range $n, $tool := $.Tools }}{{ if $n }}\n{{ end }}{{ json $tool }}{{ end }}"
     head, tail = (_literal(part) for part in TOOLS_PREAMBLE.split("{schemas}"))
     preamble = head + schemas + tail
-    call = f'{_literal(TOOL_CALL_OPEN)}\n{{"name": "{{{{ $call.Function.Name }}}}", '
+    # Ollama finds the call marker it parses answers for as the first text inside "{{ if .ToolCalls }}"
+    # (tools/template.go parseTag): so that block starts with the bare marker, and the "\n" between a text and
+    # its first call is written before it, with $m.ToolCalls (a variable, which that search passes over).
+    call = f'{_literal(TOOL_CALL_OPEN)}{{{{ "" }}}}\n{{"name": "{{{{ $call.Function.Name }}}}", '
     call += f'"arguments": {{{{ json $call.Function.Arguments }}}}}}\n{_literal(TOOL_CALL_CLOSE)}'
+    calls = (
+        "{{ if and $m.Content $m.ToolCalls }}\n{{ end }}"
+        "{{ if .ToolCalls }}{{ range $j, $call := .ToolCalls }}" + call + ""
+        "{{ if gt (len (slice $m.ToolCalls $j)) 1 }}\n{{ end }}{{ end }}{{ end }}"
+    )
     return (
         '{{ $previous := "" }}'
         "{{ range $i, $m := .Messages }}"
@@ -55,8 +63,7 @@ def chatml_tools_template() -> str:
         '{{ if and (eq $i 0) $.Tools (ne $m.Role "system") }}<|im_start|>system\n' + preamble + "<|im_end|>\n{{ end }}"
         '{{ if eq $m.Role "system" }}<|im_start|>system\n{{ $m.Content }}'
         "{{ if and (eq $i 0) $.Tools }}{{ if $m.Content }}\n\n{{ end }}" + preamble + "{{ end }}<|im_end|>\n"
-        '{{ else if eq $m.Role "assistant" }}<|im_start|>assistant\n{{ $m.Content }}'
-        "{{ range $j, $call := $m.ToolCalls }}{{ if or $j $m.Content }}\n{{ end }}" + call + "{{ end }}<|im_end|>\n"
+        '{{ else if eq $m.Role "assistant" }}<|im_start|>assistant\n{{ $m.Content }}' + calls + "<|im_end|>\n"
         '{{ else if eq $m.Role "tool" }}'
         '{{ if eq $previous "tool" }}\n{{ else }}<|im_start|>user\n{{ end }}'
         f"{_literal(TOOL_RESPONSE_OPEN)}\n{{{{ $m.Content }}}}\n{_literal(TOOL_RESPONSE_CLOSE)}"

@@ -1,12 +1,17 @@
 // Renders an Ollama Modelfile TEMPLATE the way Ollama executes a messages template: Go's text/template with
 // Ollama's "json" function and values shaped like Ollama's api types. Reads {"template", "messages", "tools"}
-// as JSON on stdin, writes the rendered prompt to stdout. Used by test_ollama_tools.py when Go is installed.
+// as JSON on stdin, writes {"prompt", "tag"} to stdout: the rendered prompt, and the call marker Ollama reads
+// answers for (the first text inside the first {{ if }} that tests a .ToolCalls field, before any "{").
+// Used by test_ollama_tools.py when Go is installed.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
+	"strings"
 	"text/template"
+	"text/template/parse"
 )
 
 type ToolCallFunction struct {
@@ -53,7 +58,68 @@ func main() {
 	if len(in.Tools) == 0 {
 		values["Tools"] = nil
 	}
-	if err := tmpl.Execute(os.Stdout, values); err != nil {
+	var prompt bytes.Buffer
+	if err := tmpl.Execute(&prompt, values); err != nil {
 		panic(err)
 	}
+	tag := ""
+	if node := callsIf(tmpl.Tree.Root); node != nil {
+		tag = strings.Split(strings.TrimSpace(firstText(node.List)), "{")[0]
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(map[string]string{"prompt": prompt.String(), "tag": tag}); err != nil {
+		panic(err)
+	}
+}
+
+// callsIf: the first if-node (depth first) whose condition names the field ToolCalls.
+func callsIf(node parse.Node) *parse.IfNode {
+	switch n := node.(type) {
+	case *parse.ListNode:
+		if n == nil {
+			return nil
+		}
+		for _, child := range n.Nodes {
+			if found := callsIf(child); found != nil {
+				return found
+			}
+		}
+	case *parse.IfNode:
+		for _, command := range n.Pipe.Cmds {
+			for _, arg := range command.Args {
+				if field, ok := arg.(*parse.FieldNode); ok && len(field.Ident) > 0 && field.Ident[len(field.Ident)-1] == "ToolCalls" {
+					return n
+				}
+			}
+		}
+		if found := callsIf(n.List); found != nil {
+			return found
+		}
+		return callsIf(n.ElseList)
+	case *parse.RangeNode:
+		if found := callsIf(n.List); found != nil {
+			return found
+		}
+		return callsIf(n.ElseList)
+	}
+	return nil
+}
+
+// firstText: the first text before any action, looking into nested blocks.
+func firstText(list *parse.ListNode) string {
+	if list == nil {
+		return ""
+	}
+	for _, child := range list.Nodes {
+		switch n := child.(type) {
+		case *parse.TextNode:
+			return string(n.Text)
+		case *parse.IfNode:
+			return firstText(n.List)
+		case *parse.RangeNode:
+			return firstText(n.List)
+		default:
+			return ""
+		}
+	}
+	return ""
 }

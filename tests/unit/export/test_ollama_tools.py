@@ -75,10 +75,11 @@ def go_render(tmp_path_factory: pytest.TempPathFactory) -> Any:
     env = {"HOME": str(folder), "GOCACHE": str(folder / "cache"), "GOPATH": str(folder / "go"), "GOFLAGS": "-mod=mod"}
     subprocess.run(["go", "build", "-o", str(binary), str(source)], check=True, env={**env, "PATH": _path()})
 
-    def render(template: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
+    def render(template: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> tuple[str, str]:
         payload = json.dumps({"template": template, "messages": messages, "tools": tools})
         done = subprocess.run([str(binary)], input=payload, capture_output=True, text=True, check=True)
-        return done.stdout
+        out = json.loads(done.stdout)
+        return out["prompt"], out["tag"]
 
     return render
 
@@ -92,10 +93,11 @@ def _path() -> str:
 @pytest.mark.parametrize(("messages", "tools"), CASES)
 def test_the_ollama_template_renders_as_training(go_render: Any, messages: list[Any], tools: list[Any]) -> None:
     ollama = [{**m, "content": m.get("content") or ""} for m in messages]  # Ollama's messages carry text content
-    rendered = go_render(chatml_tools_template(), ollama, tools)
+    rendered, tag = go_render(chatml_tools_template(), ollama, tools)
     assert _canonical(rendered) == _canonical(_training_text(messages, tools))
+    assert tag == "<tool_call>"  # what Ollama looks for in an answer to read calls back
     if not tools and not any(m.get("tool_calls") for m in messages):  # no tools: exactly the plain ChatML one
-        assert rendered == go_render(CHATML_TEMPLATE, ollama, [])
+        assert rendered == go_render(CHATML_TEMPLATE, ollama, [])[0]
 
 
 @pytest.mark.parametrize(("messages", "tools"), CASES)
