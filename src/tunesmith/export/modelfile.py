@@ -41,8 +41,40 @@ def _literal(text: str) -> str:
     return text.replace("{{", '{{ "{{" }}')
 
 
+@dataclass(frozen=True)
+class _Turns:
+    """How a chat layout opens and closes turns (Go template text)."""
+
+    system: str
+    user: str
+    assistant: str
+    end: str  # after a system or user turn
+    assistant_end: str
+    generation: str  # the opening of the answer
+
+
+CHATML_TURNS = _Turns(
+    "<|im_start|>system\n",
+    "<|im_start|>user\n",
+    "<|im_start|>assistant\n",
+    "<|im_end|>\n",
+    "<|im_end|>\n",
+    "<|im_start|>assistant\n",
+)
+
+
+def plain_turns(eos: str) -> _Turns:
+    """tunesmith's PLAIN_CHAT_TEMPLATE (``data.chat_format``): ``User: ...`` lines, answers ending in ``eos``."""
+    return _Turns("System: ", "User: ", "Assistant: ", "\n", _literal(eos) + "\n", "Assistant: ")
+
+
 def chatml_tools_template() -> str:
     """ChatML with tools, tool calls and tool results in tunesmith's fallback format (module docstring)."""
+    return tools_template(CHATML_TURNS)
+
+
+def tools_template(turns: _Turns) -> str:
+    """A Go template of ``turns`` with tools, tool calls and tool results in the fallback format."""
     schemas = "{{ range $n, $tool := $.Tools }}{{ if $n }}\n{{ end }}{{ json $tool }}{{ end }}"
     head, tail = (_literal(part) for part in TOOLS_PREAMBLE.split("{schemas}"))
     preamble = head + schemas + tail
@@ -59,20 +91,25 @@ def chatml_tools_template() -> str:
     return (
         '{{ $previous := "" }}'
         "{{ range $i, $m := .Messages }}"
-        '{{ if and (eq $previous "tool") (ne $m.Role "tool") }}<|im_end|>\n{{ end }}'
-        '{{ if and (eq $i 0) $.Tools (ne $m.Role "system") }}<|im_start|>system\n' + preamble + "<|im_end|>\n{{ end }}"
-        '{{ if eq $m.Role "system" }}<|im_start|>system\n{{ $m.Content }}'
-        "{{ if and (eq $i 0) $.Tools }}{{ if $m.Content }}\n\n{{ end }}" + preamble + "{{ end }}<|im_end|>\n"
-        '{{ else if eq $m.Role "assistant" }}<|im_start|>assistant\n{{ $m.Content }}' + calls + "<|im_end|>\n"
-        '{{ else if eq $m.Role "tool" }}'
-        '{{ if eq $previous "tool" }}\n{{ else }}<|im_start|>user\n{{ end }}'
+        '{{ if and (eq $previous "tool") (ne $m.Role "tool") }}' + turns.end + "{{ end }}"
+        '{{ if and (eq $i 0) $.Tools (ne $m.Role "system") }}' + turns.system + preamble + turns.end + "{{ end }}"
+        '{{ if eq $m.Role "system" }}' + turns.system + "{{ $m.Content }}"
+        "{{ if and (eq $i 0) $.Tools }}{{ if $m.Content }}\n\n{{ end }}"
+        + preamble
+        + "{{ end }}"
+        + turns.end
+        + '{{ else if eq $m.Role "assistant" }}'
+        + turns.assistant
+        + "{{ $m.Content }}"
+        + calls
+        + turns.assistant_end
+        + '{{ else if eq $m.Role "tool" }}'
+        '{{ if eq $previous "tool" }}\n{{ else }}' + turns.user + "{{ end }}"
         f"{_literal(TOOL_RESPONSE_OPEN)}\n{{{{ $m.Content }}}}\n{_literal(TOOL_RESPONSE_CLOSE)}"
-        "{{ else }}<|im_start|>{{ $m.Role }}\n{{ $m.Content }}<|im_end|>\n"
-        "{{ end }}"
+        "{{ else }}" + turns.user + "{{ $m.Content }}" + turns.end + "{{ end }}"
         "{{ $previous = $m.Role }}"
         "{{ end }}"
-        '{{ if eq $previous "tool" }}<|im_end|>\n{{ end }}'
-        "<|im_start|>assistant\n"
+        '{{ if eq $previous "tool" }}' + turns.end + "{{ end }}" + turns.generation
     )
 
 
@@ -94,7 +131,9 @@ def ollama_template(tokenizer: Any, system: str | None, chat: bool = True, tools
     """
     eos = [tokenizer.eos_token] if tokenizer.eos_token else []
     if not chat or not getattr(tokenizer, "chat_template", None):
-        return OllamaTemplate(PLAIN_TEMPLATE, system, eos)
+        # A conversation run without a chat template read tunesmith's plain conversation layout.
+        plain = tools_template(plain_turns(tokenizer.eos_token or "")) if tools else PLAIN_TEMPLATE
+        return OllamaTemplate(plain, system, eos)
     chatml, default_system = _chatml_default_system(tokenizer)
     if not chatml:
         return OllamaTemplate(

@@ -13,11 +13,18 @@ import pytest
 from export_checks import CONVERSATION, LOOKUP, SYSTEM
 
 from fixtures import build_tokenizer
-from tunesmith.data.chat_format import chat_renderer
+from tunesmith.data.chat_format import PLAIN_CHAT_TEMPLATE, chat_renderer
 from tunesmith.data.conversation import normalise_messages
 from tunesmith.export import export_run
 from tunesmith.export.chat_template import fallback_chat_template
-from tunesmith.export.modelfile import CHATML_TEMPLATE, chatml_tools_template, ollama_template
+from tunesmith.export.modelfile import (
+    CHATML_TEMPLATE,
+    PLAIN_TEMPLATE,
+    chatml_tools_template,
+    ollama_template,
+    plain_turns,
+    tools_template,
+)
 
 RETURN = {"type": "function", "function": {"name": "start_return", "description": "Open a <return>.", "parameters": {}}}
 _CALLS = [
@@ -45,9 +52,9 @@ CASES: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
 ]
 
 
-def _training_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> str:
-    renderer = chat_renderer(build_tokenizer())
-    assert not renderer.native_tools  # ChatML without tools: the fallback format
+def _training_text(messages: list[dict[str, Any]], tools: list[dict[str, Any]], chatml: bool = True) -> str:
+    renderer = chat_renderer(build_tokenizer(chat_template=chatml))
+    assert not renderer.native_tools  # ChatML without tools, or the plain layout: the fallback format
     normalised = normalise_messages(messages, need_assistant=False)
     return renderer.text(renderer.template_messages(normalised, tools), tools, generation_prompt=True)
 
@@ -90,24 +97,31 @@ def _path() -> str:
     return os.environ.get("PATH", "")
 
 
+@pytest.mark.parametrize("chatml", [True, False], ids=["chatml", "plain"])
 @pytest.mark.parametrize(("messages", "tools"), CASES)
-def test_the_ollama_template_renders_as_training(go_render: Any, messages: list[Any], tools: list[Any]) -> None:
+def test_the_ollama_template_renders_as_training(
+    go_render: Any, messages: list[Any], tools: list[Any], chatml: bool
+) -> None:
     ollama = [{**m, "content": m.get("content") or ""} for m in messages]  # Ollama's messages carry text content
-    rendered, tag = go_render(chatml_tools_template(), ollama, tools)
-    assert _canonical(rendered) == _canonical(_training_text(messages, tools))
+    tokenizer = build_tokenizer(chat_template=chatml)
+    template = ollama_template(tokenizer, None, tools=True).template
+    assert template == (chatml_tools_template() if chatml else tools_template(plain_turns("<|im_end|>")))
+    rendered, tag = go_render(template, ollama, tools)
+    assert _canonical(rendered) == _canonical(_training_text(messages, tools, chatml))
     assert tag == "<tool_call>"  # what Ollama looks for in an answer to read calls back
-    if not tools and not any(m.get("tool_calls") for m in messages):  # no tools: exactly the plain ChatML one
+    if chatml and not tools and not any(m.get("tool_calls") for m in messages):  # exactly the plain ChatML one
         assert rendered == go_render(CHATML_TEMPLATE, ollama, [])[0]
 
 
+@pytest.mark.parametrize("chatml", [True, False], ids=["chatml", "plain"])
 @pytest.mark.parametrize(("messages", "tools"), CASES)
-def test_the_gguf_chat_template_renders_as_training(messages: list[Any], tools: list[Any]) -> None:
-    tokenizer = build_tokenizer()
-    carried = fallback_chat_template(tokenizer.chat_template)
+def test_the_gguf_chat_template_renders_as_training(messages: list[Any], tools: list[Any], chatml: bool) -> None:
+    tokenizer = build_tokenizer(chat_template=chatml)
+    carried = fallback_chat_template(tokenizer.chat_template if chatml else PLAIN_CHAT_TEMPLATE)
     native = tokenizer.apply_chat_template(
         messages, tools=tools or None, chat_template=carried, tokenize=False, add_generation_prompt=True
     )
-    assert native == _training_text(messages, tools)  # exact: Jinja's tojson writes JSON as training did
+    assert native == _training_text(messages, tools, chatml)  # exact: Jinja's tojson writes JSON as training did
 
 
 def test_a_conversation_run_exports_tools_to_ollama_and_gguf(conversation_run: Path, tmp_path: Path) -> None:
@@ -123,6 +137,7 @@ def test_a_conversation_run_exports_tools_to_ollama_and_gguf(conversation_run: P
     assert field.contents() == fallback_chat_template(build_tokenizer().chat_template)
 
 
-def test_a_single_turn_run_keeps_the_plain_chatml_template() -> None:
+def test_a_single_turn_run_keeps_its_template() -> None:
     assert ollama_template(build_tokenizer(), SYSTEM).template == CHATML_TEMPLATE
-    assert ollama_template(build_tokenizer(), SYSTEM, tools=True).template == chatml_tools_template()
+    assert ollama_template(build_tokenizer(chat_template=False), SYSTEM).template == PLAIN_TEMPLATE
+    assert ollama_template(build_tokenizer(), SYSTEM, chat=False).template == PLAIN_TEMPLATE
