@@ -12,6 +12,7 @@ between ``<tool_call>`` markers after its text, and tool results as one user tur
 blocks. One difference Go templates cannot avoid: the JSON inside (each tool's schema, a call's arguments) is
 written by Ollama's ``json`` function, Go's compact form (``{"a":1}``, keys in Go's order, ``<`` as ``\u003c``),
 where training wrote Python's ``{"a": 1}``; the markers, the preamble and the turn layout are the same.
+A conversation run without a chat template gets the same over tunesmith's plain layout (``plain_turns``).
 """
 
 from __future__ import annotations
