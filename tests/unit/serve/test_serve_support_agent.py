@@ -24,6 +24,9 @@ pytestmark = [
 ]
 
 
+COMPARED = 16  # turns asked alone, whole and streamed
+
+
 def _turns(run_dir: Path) -> list[tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]]:
     """(messages before, tools, the reference assistant message) for every assistant turn of the eval split."""
     from tunesmith.config import load_config
@@ -60,27 +63,29 @@ def test_the_support_agent_answers_each_turn_with_calls_or_text() -> None:
     with running_server([run_dir]) as server:
         client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=600)
 
-        def ask(turn: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]) -> tuple[Any, Any]:
+        def ask(turn: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]], stream: bool) -> Any:
             messages, tools, _ = turn
             kwargs: dict[str, Any] = {"model": run_dir.name, "messages": messages, "tools": tools, "max_tokens": 80}
-            whole = client.chat.completions.create(**kwargs).choices[0]
-            with client.chat.completions.stream(**kwargs) as stream:
-                streamed = stream.get_final_completion().choices[0]
-            return whole, streamed
+            if not stream:
+                return client.chat.completions.create(**kwargs).choices[0]
+            with client.chat.completions.stream(**kwargs) as events:
+                return events.get_final_completion().choices[0]
 
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(ask, turns))
+            answers = list(pool.map(lambda turn: ask(turn, stream=False), turns))
+        # bf16 answers depend on what else is in the batch: compare streamed with whole one request at a time.
+        pairs = [(ask(turn, stream=False), ask(turn, stream=True)) for turn in turns[:COMPARED]]
     decided = exact = calls = 0
-    differ = []
-    for (_, _, reference), (whole, streamed) in zip(turns, answers, strict=True):
+    for (_, _, reference), whole in zip(turns, answers, strict=True):
         got = _calls(whole.message)
-        same = (streamed.finish_reason, _calls(streamed.message)) == (whole.finish_reason, got)
-        if not same or (streamed.message.content or None) != (whole.message.content or None):
-            differ.append((whole, streamed))
         assert (whole.finish_reason == "tool_calls") == bool(got)
         wanted = [(c["function"]["name"], c["function"]["arguments"]) for c in reference.get("tool_calls") or []]
         decided += bool(wanted) == bool(got)
         calls += bool(wanted)
         exact += bool(wanted) and got == wanted
     print(f"{len(turns)} assistant turns: call/no-call {decided / len(turns):.3f}, exact calls {exact}/{calls}")
-    assert not differ, differ[:2]  # streamed answers put together equal the whole ones
+    called = sum(whole.finish_reason == "tool_calls" for whole, _ in pairs)
+    print(f"{len(pairs)} turns asked alone, whole and streamed: {called} answered with calls")
+    for whole, streamed in pairs:  # the streamed deltas, put together by the openai client, are the whole answer
+        assert (streamed.finish_reason, _calls(streamed.message)) == (whole.finish_reason, _calls(whole.message))
+        assert (streamed.message.content or None) == (whole.message.content or None)
