@@ -85,7 +85,7 @@ def turns_of(messages: list[Message], loss_on: str | None = "response") -> list[
     return turns
 
 
-def view_of(conversation: Conversation, loss_on: str = "response") -> ConversationView:
+def view_of(conversation: Conversation, loss_on: str | None = "response") -> ConversationView:
     """A conversation read by the data layer, laid out."""
     names = [str((tool.get("function") or {}).get("name", "")) for tool in conversation.tools]
     return ConversationView(conversation.row, turns_of(conversation.messages, loss_on), names)
@@ -110,9 +110,12 @@ def tools_column(frame: pd.DataFrame, messages: str) -> str | None:
 def table_views(
     frame: pd.DataFrame, messages: str, tools: str | None, source: Path, system: str | None = None, limit: int = 5
 ) -> list[ConversationView]:
-    """The first ``limit`` rows as conversations; a malformed message anywhere raises the data layer's one line."""
+    """The first ``limit`` rows as conversations; a malformed message anywhere raises the data layer's one line.
+
+    No turn is marked for loss: that is the config's data.loss_on, which the preview (with the config) shows.
+    """
     conversations = read_conversations(frame, messages, tools, source, system)
-    return [view_of(conversation) for conversation in conversations[:limit]]
+    return [view_of(conversation, None) for conversation in conversations[:limit]]
 
 
 def tool_schemas(conversations: list[Conversation]) -> list[dict[str, Any]]:

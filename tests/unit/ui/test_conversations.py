@@ -234,3 +234,31 @@ def test_a_bad_chat_request_is_a_400_naming_the_field(chat_run: Path, fields: di
     (run,) = [p.parent.name for p in (chat_run / "runs").glob("*/run.json")]
     response = send(ui, run, **fields)
     assert response.status_code == 400 and response.json()["error"].startswith(error), response.text
+
+
+def test_no_page_breaks_on_a_conversation_run(chat_run: Path, tmp_path: Path) -> None:
+    # A per-turn evaluation's outputs: scores that count nothing are null, each sample names its turn.
+    root = tmp_path / "root"
+    shutil.copytree(chat_run / "runs", root / "runs", ignore=shutil.ignore_patterns("*.db", "*.sqlite*"))
+    (run,) = [p.parent for p in (root / "runs").glob("*/run.json")]
+    metrics = {"call_accuracy": 0.5, "tool_call_exact": 0.0, "json_valid": None, "chrf": 3.2}
+    scores = {"base": metrics, "tuned": metrics}
+    evaluation = {"rows": 1, "metric_names": list(metrics), "metrics": scores, "delta": None}
+    (run / "eval.json").write_text(json.dumps(evaluation))
+    reference = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}
+    sample = {
+        "input": "<|im_start|>user\nWhere?<|im_end|>\n",
+        "references": ['<tool_call>\n{"name": "f"}\n</tool_call>'],
+        **{"base_output": "x", "tuned_output": "y", "conversation": 1, "turn": 1, "reference": reference},
+    }
+    (run / "samples.jsonl").write_text(json.dumps(sample) + "\n")
+    twin = shutil.copytree(run, root / "runs" / (run.name + "-twin"))
+    ui = client(root)
+    for url in ("/runs", "/runs/table", f"/run?id={run.name}", f"/run/status?id={run.name}",
+                f"/run/curves?id={run.name}", f"/run/report?id={run.name}", f"/compare?run={run.name}&run={twin.name}",
+                "/chat", f"/chat/tools?id={run.name}"):  # fmt: skip
+        page = ui.get(url)
+        assert page.status_code in (200, 286), (url, page.text[-1500:])
+    assert "call_accuracy" in ui.get(f"/run?id={run.name}").text
+    compare = ui.get(f"/compare?run={run.name}&run={twin.name}").text
+    assert "tool_call_exact" in compare and "Where?" in compare

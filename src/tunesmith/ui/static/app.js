@@ -83,7 +83,8 @@ document.addEventListener("input", (event) => {
 
 // Chat: a sent message leaves the box (the history shows it); tool results likewise.
 document.addEventListener("htmx:afterRequest", (event) => {
-  if (event.detail.elt.id !== "chat-form" || !event.detail.successful) return;
+  // (Not elt.id: the form's <select name="id"> shadows that property.)
+  if (event.detail.elt !== document.getElementById("chat-form") || !event.detail.successful) return;
   const message = document.getElementById("message");
   if (message) message.value = "";
 });
