@@ -281,13 +281,14 @@ def journey(page, server: UiServer, work: Path, upload: Path, shots: Path) -> No
     page.screenshot(path=str(shots / "04-runs.png"), full_page=True)
 
     phase("chat")
-    # Chat with the first run: tuned and base answers side by side.
+    # Chat with the first run (a chat template: it keeps a history): tuned and base answers side by side.
     page.goto(first_url)
     page.click("#chat-link")
     page.fill("#message", "Write an ad for tea aimed at students.")
     page.click("#send")
-    expect(page.locator(".turn .answer.tuned .text")).to_be_visible(timeout=60_000)
-    expect(page.locator(".turn .answer.base .who")).to_have_text("base model")
+    expect(page.locator("#history-turns .msg.role-user")).to_contain_text("Write an ad for tea", timeout=60_000)
+    expect(page.locator(".answers.latest .answer.tuned .text")).to_be_visible()
+    expect(page.locator(".answers.latest .answer.base .who")).to_have_text("base model, same history")
     page.screenshot(path=str(shots / "05-chat.png"), full_page=True)
 
     phase("compare")
