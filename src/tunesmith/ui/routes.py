@@ -500,8 +500,9 @@ def chat_page(request: Request) -> HTMLResponse:
     """Talk to a completed run and its base model side by side, with a history and the run's tools."""
     settings = settings_of(request)
     runs = [row for row in _all_runs(settings) if row["status"] == "completed"]
-    picked = request.query_params.get("id", "") or (runs[0]["id"] if runs else "")
-    tools = _run_tools(request, picked) if runs else []
+    picked = request.query_params.get("id", "")
+    shown = picked if picked in {run["id"] for run in runs} else (runs[0]["id"] if runs else "")
+    tools = _run_tools(request, shown) if shown else []  # the tools of the run the select shows
     return render(request, "chat.html", runs=runs, picked=picked, tools=tools)
 
 

@@ -162,6 +162,7 @@ def test_a_chat_keeps_its_history_and_offers_the_runs_tools(chat_run: Path) -> N
     (run,) = [p.parent.name for p in (chat_run / "runs").glob("*/run.json")]
     page = ui.get("/chat").text
     assert run in page and "the run's 1, from its data.tools column" in page and "lookup_order" in page
+    assert ui.get("/chat?id=no-such-run").status_code == 200  # an unknown id picks nothing, as before
     tools = json.dumps(TOOLS)
     first = send(ui, run, message="Where is order 7?", history="[]", tools=tools)
     assert first.status_code == 200, first.text
