@@ -40,8 +40,12 @@ def build_tokenizer(chat_template: bool = True) -> Any:
     return fast
 
 
-def build_llama(path: Path, chat_template: bool = True, seed: int = 0) -> Path:
-    """Save a 2-layer Llama-style causal LM (hidden 32) and its tokenizer to ``path``."""
+def build_llama(path: Path, chat_template: bool = True, seed: int = 0, tie_embeddings: bool = True) -> Path:
+    """Save a 2-layer Llama-style causal LM (hidden 32) and its tokenizer to ``path``.
+
+    With tied embeddings a random model's greedy answer repeats the prompt's last token (a chat template's
+    newline: an empty answer); untied, it answers with visible gibberish, which a chat test can follow.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -54,7 +58,7 @@ def build_llama(path: Path, chat_template: bool = True, seed: int = 0) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -281,13 +281,14 @@ def journey(page, server: UiServer, work: Path, upload: Path, shots: Path) -> No
     page.screenshot(path=str(shots / "04-runs.png"), full_page=True)
 
     phase("chat")
-    # Chat with the first run: tuned and base answers side by side.
+    # Chat with the first run (a chat template: it keeps a history): tuned and base answers side by side.
     page.goto(first_url)
     page.click("#chat-link")
     page.fill("#message", "Write an ad for tea aimed at students.")
     page.click("#send")
-    expect(page.locator(".turn .answer.tuned .text")).to_be_visible(timeout=60_000)
-    expect(page.locator(".turn .answer.base .who")).to_have_text("base model")
+    expect(page.locator("#history-turns .msg.role-user")).to_contain_text("Write an ad for tea", timeout=60_000)
+    expect(page.locator(".answers.latest .answer.tuned .text")).to_be_visible()
+    expect(page.locator(".answers.latest .answer.base .who")).to_have_text("base model, same history")
     page.screenshot(path=str(shots / "05-chat.png"), full_page=True)
 
     phase("compare")
@@ -584,5 +585,97 @@ def test_compare_points_at_evaluate_which_takes_a_table(shared: Shared) -> None:
     run_dir = shared.work / "runs" / page.url.split("id=")[1]
     command = json.loads((run_dir / "ui-eval.json").read_text())["command"]
     assert command[-2:] == ["--data", str(shared.work / "ads.csv")]
+    assert not page.missing and not page.errors, (page.missing, page.errors)
+    page.close()
+
+
+# ---- Issue 22 item 7: conversations in the preview, a chat with history and tool calls -------------------------
+
+SUPPORT = Path(__file__).parents[2] / "examples" / "support-agent" / "conversations.jsonl"
+ORDER_TOOL = {"type": "function", "function": {"name": "lookup_order", "parameters": {"type": "object"}}}
+
+
+def short_chats(path: Path) -> Path:
+    """Short support chats with one tool (the tiny model reads 512 positions; the example's prompts are longer)."""
+    rows = []
+    for number in range(8):
+        call = {"function": {"name": "lookup_order", "arguments": json.dumps({"order_id": number})}}
+        messages = [{"role": "user", "content": f"Where is order {number}?"},
+                    {"role": "assistant", "content": "Let me check.", "tool_calls": [call]},
+                    {"role": "tool", "content": '{"status": "shipped"}'},
+                    {"role": "assistant", "content": f"Order {number} has shipped."}]  # fmt: skip
+        rows.append(json.dumps({"messages": messages, "tools": [ORDER_TOOL]}) + "\n")
+    path.write_text("".join(rows))
+    return path
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_a_conversation_table_previews_as_conversations_and_chats_with_history(shared: Shared) -> None:
+    from playwright.sync_api import expect
+
+    from fixtures import build_llama
+
+    shutil.copy(SUPPORT, shared.work / "support.jsonl")
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    page.fill("#model-name", "models/tiny")
+    page.fill("#data-max_length", "2048")
+    page.fill("#data-train", "support.jsonl")
+    page.dispatch_event("#data-train", "change")
+    # The table is read as conversations and names its columns in the form; the templates step aside.
+    expect(page.locator("#table-conversations .conversation")).to_have_count(3)
+    expect(page.locator("#data-messages")).to_have_value("messages")
+    expect(page.locator("#data-tools")).to_have_value("tools")
+    expect(page.locator("#field-data-prompt")).to_be_hidden()
+    first = page.locator("#table-conversations .conversation").first
+    expect(first.locator(".tool-call .call-name").first).to_have_text("lookup_order")
+    expect(first.locator(".msg.role-tool").first).to_contain_text("result of lookup_order")
+    # The preview: the doctor's examples turn by turn, loss turns marked, and its conversation statistics.
+    expect(page.locator("#examples .example")).to_have_count(3, timeout=60_000)
+    expect(page.locator("#examples .example").first.locator(".msg.role-assistant.loss").first).to_be_visible()
+    expect(page.locator("#examples .example").first.locator("pre.rendered mark").first).to_be_visible()
+    expect(page.locator("ul.stats")).to_contain_text("turns per conversation")
+    expect(page.locator("ul.stats")).to_contain_text("tool calls:")
+    page.screenshot(path=str(shared.work.parent / "conversation-preview.png"), full_page=True)
+
+    # A conversation run launched from the form's fields, on a model that answers with visible gibberish.
+    build_llama(shared.work / "models" / "chatty", seed=1, tie_embeddings=False)
+    short_chats(shared.work / "chats.jsonl")
+    fields = {"name": "chat", "task": "causal_lm", "model.name": "models/chatty", "data.train": "chats.jsonl",
+              "data.messages": "messages", "data.tools": "tools", "method.name": "lora", "method.r": "4",
+              "train.max_steps": "2", "train.batch_size": "4", "train.save_steps": "2"}  # fmt: skip
+    run = launch_over_http(shared.server, fields, shared.work / "runs")
+    wait_for(lambda: read_record(run).get("status") in ("completed", "failed"), 180, "the conversation run")
+    assert read_record(run)["status"] == "completed", (run / "train.log").read_text()[-2000:]
+
+    page.goto(f"{shared.server.url}/chat?id={run.name}")
+    expect(page.locator("#tools")).to_contain_text("lookup_order")  # the run's tools, offered
+    turns = page.locator("#history-turns .msg")
+    for number, text in enumerate(("Where is order 7?", "And order 8?")):
+        page.fill("#message", text)
+        page.click("#send")
+        expect(turns).to_have_count(2 * (number + 1), timeout=60_000)
+        expect(page.locator("#message")).to_have_value("")
+    roles = [turns.nth(i).get_attribute("data-role") for i in range(4)]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    expect(turns.nth(0)).to_contain_text("Where is order 7?")
+    expect(turns.nth(2)).to_contain_text("And order 8?")
+    history = json.loads(page.locator("#history").input_value())
+    assert [m["role"] for m in history] == roles
+    # A turn that called a tool (as parse_tool_calls reads a reply) shows its name and arguments in the history.
+    call = {"type": "function", "function": {"name": "lookup_order", "arguments": {"order_id": 7}}}
+    called = [history[0], {"role": "assistant", "content": "", "tool_calls": [call]}]
+    page.evaluate("(h) => { document.getElementById('history').value = h; }", json.dumps(called))
+    page.fill("#message", "Thanks")
+    page.click("#send")
+    expect(turns.nth(2)).to_contain_text("Thanks", timeout=60_000)
+    expect(turns).to_have_count(4)
+    expect(turns.nth(1).locator(".call-name")).to_have_text("lookup_order")
+    expect(turns.nth(1).locator(".call-arguments")).to_have_text('{"order_id": 7}')
+    page.screenshot(path=str(shared.work.parent / "conversation-chat.png"), full_page=True)
+    page.click("#clear")
+    expect(page.locator("#history-empty")).to_be_visible()
+    assert page.locator("#history").input_value() == "[]"
     assert not page.missing and not page.errors, (page.missing, page.errors)
     page.close()

@@ -82,6 +82,10 @@ _SCHEDULERS = typing.get_args(TrainConfig.model_fields["lr_scheduler"].annotatio
 FIELDS: tuple[FormField, ...] = (
     FormField("data.train"),
     FormField("task", "select", typing.get_args(Task), group="templates"),
+    # A conversation table: its messages column (and tools column) instead of the prompt/response templates.
+    FormField("data.messages", tasks=("causal_lm",), group="templates"),
+    FormField("data.tools", tasks=("causal_lm",), group="templates"),
+    FormField("data.loss_on", tasks=("causal_lm",), group="templates"),
     FormField("data.prompt", "textarea", tasks=("causal_lm",), group="templates"),
     FormField("data.response", "textarea", tasks=("causal_lm",), group="templates"),
     FormField("data.system", "textarea", tasks=("causal_lm",), group="templates"),
@@ -172,7 +176,7 @@ def _parse(field: FormField, value: str, data_root: Path) -> Any:
         return str(safe_path(data_root, value, "data.train"))
     if field.key == "model.name":
         return _model_name(value, data_root)
-    if field.kind == "textarea" or field.key in ("name", "data.label"):
+    if field.kind == "textarea" or field.key in ("name", "data.label", "data.messages", "data.tools"):
         return value  # templates and names are text, never parsed
     try:
         # The same parsing as `--set key=value` on the command line.

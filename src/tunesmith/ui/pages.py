@@ -45,13 +45,15 @@ def too_large(size: int, settings: UiSettings) -> str:
     return f"file: upload of {size / 2**20:.1f} MB refused; the limit is {settings.max_upload_mb:g} MB"
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(
+    request: Request, template: str, status_code: int = 200, headers: dict[str, str] | None = None, **context: Any
+) -> HTMLResponse:
     """Render a template (autoescaped) with the request and settings in its context."""
     env: Environment = request.app.state.env
     page = env.get_template(template).render(
         request=request, settings=request.app.state.settings, csrf=request.app.state.csrf, **context
     )
-    return HTMLResponse(page, status_code=status_code)
+    return HTMLResponse(page, status_code=status_code, headers=headers)
 
 
 def redirect(url: str) -> RedirectResponse:

@@ -27,6 +27,7 @@ from tunesmith.ui.pages import (
 )
 
 router = APIRouter()
+CONVERSATIONS_SHOWN = 3  # a conversation is many lines: fewer rows than a table's
 LIVE = ("starting", "running", "stopping")  # a training process is at work (its run.json may lag behind)
 
 
@@ -91,9 +92,24 @@ def _table_fragment(request: Request, relative: str, uploaded: bool = False) -> 
     frame = read_table(path, "data.train")
     rows = [[_cell(value) for value in row] for row in frame.head(PREVIEW_ROWS).itertuples(index=False)]
     columns = [str(column) for column in frame.columns]
-    return render(
-        request, "_table.html", relative=relative, columns=columns, rows=rows, total=len(frame), uploaded=uploaded
-    )
+    context: dict[str, Any] = {"relative": relative, "columns": columns, "rows": rows, "total": len(frame)}
+    return render(request, "_table.html", uploaded=uploaded, **context, **_table_conversations(frame, path))
+
+
+def _table_conversations(frame: Any, path: Path) -> dict[str, Any]:
+    """A conversation table's first rows as conversations (or the data layer's line on its first malformed one)."""
+    from tunesmith.ui.conversations import messages_column, table_views, tools_column
+
+    messages = messages_column(frame)
+    if messages is None:
+        return {}
+    tools = tools_column(frame, messages)
+    found: dict[str, Any] = {"messages_column": messages, "tools_column": tools}
+    try:
+        found["conversations"] = table_views(frame, messages, tools, path, limit=CONVERSATIONS_SHOWN)
+    except TunesmithError as err:
+        found["malformed"] = str(err)
+    return found
 
 
 def _cell(value: Any) -> str:
@@ -151,7 +167,24 @@ def _preview_fragment(
     launchable = config is not None and not errors and not _blocking(diagnosis)
     return render(request, "_preview.html", status_code=status_code, fields=forms.FIELDS, errors=errors,
                   yaml=forms.config_yaml(raw), diagnosis=diagnosis, stats=stats, task=task,
-                  launch_error=launch_error, launchable=launchable)  # fmt: skip
+                  launch_error=launch_error, launchable=launchable,
+                  conversations=_example_conversations(config, diagnosis))  # fmt: skip
+
+
+def _example_conversations(config: Any, diagnosis: Any) -> dict[int, Any]:
+    """The doctor's example rows of a conversation run, turn by turn (row number -> conversation view)."""
+    from tunesmith.data.conversation import read_conversations
+    from tunesmith.data.tables import read_table
+    from tunesmith.ui.conversations import view_of
+
+    if config is None or diagnosis is None or config.data.messages is None or not diagnosis.examples:
+        return {}
+    data = config.data
+    rows = {example.row for example in diagnosis.examples}
+    # The doctor has read this table already (a malformed message would have stopped it): only lay it out.
+    conversations = read_conversations(read_table(data.train, "data.train"), data.messages, data.tools, data.train,
+                                       data.system)  # fmt: skip
+    return {c.row: view_of(c, data.loss_on) for c in conversations if c.row in rows}
 
 
 def _blocking(diagnosis: Any) -> list[str]:
@@ -464,19 +497,59 @@ def compare_curves(request: Request) -> JSONResponse:
 
 @router.get("/chat", response_class=HTMLResponse)
 def chat_page(request: Request) -> HTMLResponse:
-    """Talk to a completed run and its base model side by side."""
+    """Talk to a completed run and its base model side by side, with a history and the run's tools."""
     settings = settings_of(request)
     runs = [row for row in _all_runs(settings) if row["status"] == "completed"]
-    return render(request, "chat.html", runs=runs, picked=request.query_params.get("id", ""))
+    picked = request.query_params.get("id", "")
+    shown = picked if picked in {run["id"] for run in runs} else (runs[0]["id"] if runs else "")
+    tools = _run_tools(request, shown) if shown else []  # the tools of the run the select shows
+    return render(request, "chat.html", runs=runs, picked=picked, tools=tools)
+
+
+def _run_tools(request: Request, ref: str) -> list[dict[str, Any]]:
+    from tunesmith.ui.chat import run_tools
+
+    return run_tools(_run_dir(request, ref)) if ref else []
+
+
+@router.get("/chat/tools", response_class=HTMLResponse)
+def chat_tools(request: Request) -> HTMLResponse:
+    """Another run picked: its tools, and a new conversation."""
+    tools = _run_tools(request, request.query_params.get("id", ""))
+    return render(request, "_chat_tools.html", tools=tools, fresh=True)
+
+
+@router.post("/chat/clear", response_class=HTMLResponse)
+def chat_clear(request: Request) -> HTMLResponse:
+    """Forget the history: the next message starts a new conversation."""
+    return render(request, "_chat_history.html", exchange=None, turns=[])
 
 
 @router.post("/chat/send", response_class=HTMLResponse)
 def chat_send(request: Request, values: FormValues) -> HTMLResponse:
-    """One exchange: the tuned model's answer next to the base model's."""
+    """One exchange: the tuned model's next turn (after the history and any tool results) and the base model's."""
+    from tunesmith.ui import chat
+    from tunesmith.ui.conversations import turns_of
+
     run_dir = _run_dir(request, values.get("id", ""))
     tokens = _bounded_int(values.get("max_new_tokens", "48"), "max_new_tokens", 1, 512)
-    reply = request.app.state.chat.reply(run_dir, values.get("message", ""), tokens)
-    return render(request, "_chat_turn.html", reply=reply)
+    models: chat.ChatModels = request.app.state.chat
+    if not models.keeps_history(run_dir):
+        reply = models.reply(run_dir, values.get("message", ""), tokens)
+        # One message at a time: earlier exchanges stay on the page above the new one.
+        return render(request, "_chat_turn.html", reply=reply, headers={"HX-Reswap": "afterbegin"})
+    tools = chat.parse_tools(values.get("tools", ""))
+    history = chat.checked_history(chat.parse_history(values.get("history", "")), tools)
+    results = [values[key] for key in sorted(values, key=_result_number) if key.startswith("tool_result_")]
+    history = chat.add_turns(history, results, values.get("message", ""))
+    history = chat.checked_history(history, tools)  # the tool results now answer their calls
+    exchange = models.converse(run_dir, history, tools, tokens)
+    return render(request, "_chat_history.html", exchange=exchange, turns=turns_of(exchange.history, None))
+
+
+def _result_number(key: str) -> int:
+    tail = key.removeprefix("tool_result_")
+    return int(tail) if tail.isdigit() else 10**6
 
 
 def _bounded_int(text: str, field: str, low: int, high: int) -> int:

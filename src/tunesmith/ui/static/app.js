@@ -67,12 +67,27 @@ function applyVisibility() {
   if (!form) return;
   const task = form.querySelector("[name='task']").value;
   const method = form.querySelector("[name='method.name']").value;
+  // A conversation table (data.messages) is read as it is: the prompt and response templates do not apply.
+  const messages = form.querySelector("[name='data.messages']");
+  const conversation = messages && messages.value.trim() !== "";
   form.querySelectorAll(".field").forEach((field) => {
     const tasks = field.dataset.tasks ? field.dataset.tasks.split(" ") : null;
     const methods = field.dataset.methods ? field.dataset.methods.split(" ") : null;
-    field.hidden = (tasks && !tasks.includes(task)) || (methods && !methods.includes(method));
+    const templated = field.id === "field-data-prompt" || field.id === "field-data-response";
+    field.hidden = (tasks && !tasks.includes(task)) || (methods && !methods.includes(method)) || (conversation && templated);
   });
 }
+document.addEventListener("input", (event) => {
+  if (event.target.name === "data.messages") applyVisibility();
+});
+
+// Chat: a sent message leaves the box (the history shows it); tool results likewise.
+document.addEventListener("htmx:afterRequest", (event) => {
+  // (Not elt.id: the form's <select name="id"> shadows that property.)
+  if (event.detail.elt !== document.getElementById("chat-form") || !event.detail.successful) return;
+  const message = document.getElementById("message");
+  if (message) message.value = "";
+});
 
 // Clicking a {column} chip inserts it into the template being edited.
 let lastTemplate = null;
