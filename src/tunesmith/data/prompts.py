@@ -92,10 +92,7 @@ def prepare_prompt_data(cfg: RunConfig, tables: Tables, tokenizer: PreTrainedTok
     train, dropped = prompt_records(tables.train, cfg)
     if not train:
         raise TunesmithError(f"data.train: {data.train}: no usable rows ({dropped} have an empty prompt)")
-    if tables.eval is not None:
-        held, _ = prompt_records(tables.eval, cfg)
-    else:
-        train, held = _split(train, cfg)
+    train, held = split_records(train, tables, cfg)
     stats = DataStats(rows_read=len(tables.train), dropped_empty=dropped, max_length=data.max_length)
     stats.train_rows, stats.eval_rows = len(train), len(held)
     eval_pairs = [Pair(r["prompt"], r["reference"]) for r in held]  # before rendering: what eval generates from
@@ -110,8 +107,13 @@ def prepare_prompt_data(cfg: RunConfig, tables: Tables, tokenizer: PreTrainedTok
     return PreparedData(dataset(train), dataset(held) if held else None, eval_pairs, stats, tables.sha256, None)
 
 
-def _split(records: list[dict[str, Any]], cfg: RunConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_records(
+    records: list[dict[str, Any]], tables: Tables, cfg: RunConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, eval) records: data.eval's rows, or data.eval_fraction of ``records`` held out with data.split_seed."""
     data = cfg.data
+    if tables.eval is not None:
+        return records, prompt_records(tables.eval, cfg)[0]
     if data.eval_fraction == 0 or len(records) < 2:
         return records, []
     order = list(range(len(records)))

@@ -108,3 +108,20 @@ def test_a_code_reward_that_raises_stops_after_the_step_naming_reward_and_row(
     assert record["status"] == "failed" and "resume" in record.get("hint", "")
     assert list((run / "checkpoints").glob("checkpoint-*"))
     sys.modules.pop("my_reward", None)
+
+
+def test_eval_reports_each_reward_base_against_tuned(tmp_path: Path, grpo_run: Path) -> None:
+    import shutil
+
+    from tunesmith.evaluate.runner import evaluate_run
+
+    run = shutil.copytree(grpo_run, tmp_path / grpo_run.name)
+    report = evaluate_run(run, limit=4)
+    assert report.base is not None
+    assert set(report.tuned) == {"reward", "reward_chrf", "reward_contains_columns", "reward_length"}
+    assert report.tuned["reward"] == pytest.approx(
+        report.tuned["reward_chrf"] + 0.5 * report.tuned["reward_contains_columns"] + report.tuned["reward_length"]
+    )
+    document = json.loads((run / "eval.json").read_text())
+    assert document["rows"] == len(report.examples) <= 4 and set(document["delta"]) == set(report.tuned)
+    assert len((run / "samples.jsonl").read_text().splitlines()) == len(report.examples)
