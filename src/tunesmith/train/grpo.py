@@ -59,6 +59,7 @@ def build_grpo_trainer(cfg: RunConfig, session: Any, values: dict[str, Any], cal
         peft_config=peft_config,
     )
     trainer.samples_path = run_dir / SAMPLES_FILE
+    trainer.engine_precision = session.precision[0]
     session.model = trainer.model  # the peft-wrapped model when TRL added the adapter
     g = cfg.train.grpo
     say(
@@ -102,6 +103,7 @@ def _trainer_class() -> Any:
         sampled answers of each evaluation with their rewards."""
 
         samples_path: Path | None = None
+        engine_precision: str | None = None  # the run's precision when the built-in engine samples; None: TRL's
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
@@ -115,6 +117,30 @@ def _trainer_class() -> Any:
                 return super()._generate(prompts)
             finally:
                 self._add("generation", start)
+
+        def _generate_single_turn(
+            self, prompt_ids: Any, images: Any, multimodal_fields: Any, num_generations: int, *args: Any
+        ) -> Any:
+            # The built-in engine samples the answers where it runs the model (a Llama-family model on the CPU);
+            # elsewhere, and for images, TRL's own generation.
+            completions = self._engine_completions(prompt_ids) if images is None and self.engine_precision else None
+            if completions is None:
+                return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, *args)
+            return completions, None
+
+        def _engine_completions(self, prompt_ids: list[list[int]]) -> list[list[int]] | None:
+            import torch
+
+            from tunesmith.engine import Batch, Sequence, Unsupported, build_engine
+
+            try:
+                with torch.no_grad():
+                    engine = build_engine(self.accelerator.unwrap_model(self.model), self.engine_precision or "fp32")
+            except Unsupported as err:
+                say(f"grpo: answers sampled by transformers generate (the built-in engine does not run it: {err})")
+                self.engine_precision = None
+                return None
+            return sample_with_engine(engine, Batch, Sequence, prompt_ids, self.args, self.eos_token_ids, self.state)
 
         def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -197,6 +223,48 @@ def rename_metrics(metrics: dict[str, Any]) -> None:
     """Rename TRL's metrics in place (the Trainer hands the same dict to the next callbacks)."""
     for key in [k for k in metrics if "/" in k or k.removeprefix("eval_") in METRIC_NAMES]:
         metrics[clear_name(key)] = metrics.pop(key)
+
+
+def sample_with_engine(
+    engine: Any,
+    batch_class: Any,
+    sequence_class: Any,
+    prompt_ids: list[list[int]],
+    args: Any,
+    eos: list[int],
+    state: Any,
+) -> list[list[int]]:
+    """Sample one answer per prompt (TRL repeats each prompt num_generations times) with the built-in engine.
+
+    Each answer has its own seed (train.seed, the step, its index), so a group's answers differ and a run
+    repeats itself. An answer that chose an end token keeps it, as TRL's own generation does, so GRPO also
+    learns where to stop.
+    """
+    end = int(eos[0])
+    sequences = [
+        sequence_class(
+            list(ids),
+            int(args.max_completion_length),
+            adapter=0 if engine.weights.adapters else -1,
+            sample=True,
+            temperature=float(args.temperature),
+            top_p=float(args.top_p),
+            seed=(int(args.seed) * 1_000_003 + int(state.global_step)) * 4099 + index,
+        )
+        for index, ids in enumerate(prompt_ids)
+    ]
+    batch = batch_class(engine.decoder(), {int(e) for e in eos})
+    waiting = list(reversed(sequences))
+    limit = max(1, int(args.per_device_eval_batch_size), len(sequences))
+    while waiting or batch.rows:
+        batch.join([waiting.pop() for _ in range(min(len(waiting), limit - len(batch.rows)))])
+        for sequence in [s for s in batch.rows if s.finished]:
+            batch.leave(sequence)
+        if batch.rows:
+            batch.step()
+            for sequence in [s for s in batch.rows if s.finished]:
+                batch.leave(sequence)
+    return [s.tokens + ([end] if s.ended else []) for s in sequences]
 
 
 class GrpoMetricNames(TrainerCallback):
