@@ -2,7 +2,8 @@
 
 The supervised runner does everything around the trainer (run directory, checkpoints, resume, callbacks,
 run.json); this module builds the trainer, names its metrics, times each step and stops a run whose code
-reward failed. The reference model (train.beta > 0) is, as for DPO, the starting weights: with an adapter,
+reward failed. Answers are sampled by the built-in engine (``tunesmith.engine``) where it runs the model, else
+by TRL's own ``generate``. The reference model (train.beta > 0) is, as for DPO, the starting weights: with an adapter,
 the same weights with the adapter switched off (TRL adds our method's adapter itself, see
 ``split_adapter``); with full fine-tuning, a second copy TRL loads from the starting model. beta 0 (the
 default, as in TRL) keeps no reference at all. When ``model.name`` is a completed run, the starting weights
