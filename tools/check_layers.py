@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("evaluate",),
     ("engine",),  # the built-in inference engine: below eval, in-training metrics and serve
     ("track",),
+    ("rewards",),  # GRPO rewards: read by train, doctor and evaluate
     ("methods", "models", "data"),
     ("rundir", "metric_specs", "console", "cache"),
     ("config",),

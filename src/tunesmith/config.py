@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -19,7 +20,7 @@ from tunesmith.errors import TunesmithError
 
 Task = Literal["causal_lm", "seq2seq", "classification"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
-Objective = Literal["sft", "dpo", "orpo", "simpo", "kto"]
+Objective = Literal["sft", "dpo", "orpo", "simpo", "kto", "grpo"]
 
 
 class _Section(BaseModel):
@@ -116,6 +117,127 @@ class EvalConfig(_Section):
     )
 
 
+# The built-in rewards (train.rewards[].name) and the options each one reads; ``tunesmith.rewards`` implements
+# each (a test keeps the two in step). Options not listed for a reward are errors, so a typo never goes unread.
+REWARD_OPTIONS: dict[str, tuple[str, ...]] = {
+    "chrf": ("column",),
+    "bleu": ("column",),
+    "rouge": ("column",),
+    "exact_match": ("column",),
+    "contains_columns": ("columns",),
+    "regex": ("must", "must_not"),
+    "json_schema": ("schema",),
+    "tool_call": ("column",),
+    "label": ("column", "labels"),
+    "length": ("min_words", "max_words"),
+    "python": ("function",),
+}
+_REWARD_KEYS = ("column", "columns", "must", "must_not", "schema", "labels", "min_words", "max_words", "function")
+
+
+class RewardConfig(_Section):
+    """One reward of train.objective grpo: a built-in check of each completion (or your own function), weighted."""
+
+    name: str = Field(..., description=f"Which reward: {', '.join(REWARD_OPTIONS)}.")
+    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO maximises.")
+    column: str | None = Field(
+        None,
+        description="chrf, bleu, rouge, exact_match: the reference column (unset: the data.response template); "
+        "tool_call: the column of reference calls ({name, arguments} JSON); label: the column of the right label.",
+    )
+    columns: list[str] | None = Field(
+        None, description="contains_columns: the columns whose values the answer must mention (the share found)."
+    )
+    must: list[str] | None = Field(None, description="regex: patterns the answer must match (the share matched).")
+    must_not: list[str] | None = Field(None, description="regex: patterns the answer must not match.")
+    schema_: dict[str, Any] | None = Field(
+        None, alias="schema", description="json_schema: the JSON Schema the answer (a JSON value) must match."
+    )
+    labels: list[str] | None = Field(None, description="label: the allowed labels (the answer's first one counts).")
+    min_words: int | None = Field(None, ge=0, description="length: fewest words for full reward.")
+    max_words: int | None = Field(None, ge=1, description="length: most words for full reward.")
+    function: str | None = Field(
+        None,
+        description="python: module:function called as f(prompts, completions, **columns) -> list of floats; "
+        "needs train.allow_code_rewards.",
+    )
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True, serialize_by_alias=True)
+
+    @model_validator(mode="after")
+    def _options_fit_the_reward(self) -> RewardConfig:
+        if self.name not in REWARD_OPTIONS:
+            close = difflib.get_close_matches(self.name, REWARD_OPTIONS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(REWARD_OPTIONS)}"
+            raise ValueError(f"unknown reward {self.name!r}; {hint}")
+        allowed = REWARD_OPTIONS[self.name]
+        for key in _REWARD_KEYS:
+            if getattr(self, "schema_" if key == "schema" else key) is not None and key not in allowed:
+                raise ValueError(f"{key} does not apply to reward {self.name} (it reads {', '.join(allowed)})")
+        _check_reward_options(self)
+        return self
+
+
+def _check_reward_options(reward: RewardConfig) -> None:
+    name = reward.name
+    if name == "contains_columns" and not reward.columns:
+        raise ValueError("contains_columns needs columns: [the columns the answer must mention]")
+    if name == "regex":
+        if not (reward.must or reward.must_not):
+            raise ValueError("regex needs must: [patterns] and/or must_not: [patterns]")
+        for key, patterns in (("must", reward.must), ("must_not", reward.must_not)):
+            for pattern in patterns or []:
+                try:
+                    re.compile(pattern)
+                except re.error as err:
+                    raise ValueError(f"{key}: {pattern!r} is not a regular expression: {err}") from err
+    if name == "json_schema":
+        if reward.schema_ is None:
+            raise ValueError("json_schema needs schema: {a JSON Schema}")
+        _check_json_schema(reward.schema_)
+    if name == "tool_call" and not reward.column:
+        raise ValueError("tool_call needs column: the column holding each row's reference call")
+    if name == "label" and not reward.column:
+        raise ValueError("label needs column: the column holding each row's right label")
+    if name == "length":
+        if reward.min_words is None and reward.max_words is None:
+            raise ValueError("length needs min_words and/or max_words")
+        if reward.min_words is not None and reward.max_words is not None and reward.min_words > reward.max_words:
+            raise ValueError(f"min_words {reward.min_words} is above max_words {reward.max_words}")
+    if name == "python" and (not reward.function or not re.fullmatch(r"[\w.]+:\w+", reward.function)):
+        raise ValueError(f"python needs function: module:function (got {reward.function!r})")
+
+
+def _check_json_schema(schema: dict[str, Any]) -> None:
+    from jsonschema import exceptions, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as err:
+        where = "/".join(str(p) for p in err.path) or "top level"
+        raise ValueError(f"schema is not a valid JSON Schema ({where}): {err.message}") from err
+
+
+GRPO_LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")  # TRL 1.16's, less luspo/vespo (sequence level)
+
+
+class GrpoSettings(_Section):
+    """GRPO (train.objective grpo): how many answers are sampled per prompt, and how."""
+
+    num_generations: int = Field(
+        4,
+        ge=2,
+        description="Answers sampled per prompt; each is scored against the others of its group. train.batch_size "
+        "x train.grad_accum counts answers, so it must be a multiple of this.",
+    )
+    max_new_tokens: int = Field(64, ge=1, description="Longest sampled answer, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the answers.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling of the answers.")
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="Divide advantages by the group's reward spread (group), the batch's, or not (none)."
+    )
+
+
 class TrainConfig(_Section):
     """The optimisation: schedule, batch, precision, checkpoints."""
 
@@ -178,14 +300,25 @@ class TrainConfig(_Section):
     )
     beta: float | None = Field(
         None,
-        gt=0,
+        ge=0,
         description="Preference strength: how far the model may move from the reference (dpo, kto) or the weight "
-        "of the preference term (orpo, simpo); unset: dpo/orpo/kto 0.1, simpo 2.0.",
+        "of the preference term (orpo, simpo); grpo: the KL penalty to the starting model (0 allowed: no "
+        "reference model). Unset: dpo/orpo/kto 0.1, simpo 2.0, grpo 0.0.",
     )
     loss_type: str | None = Field(
-        None, description="DPO loss (TRL): sigmoid (default), ipo, hinge, robust, sigmoid_norm, apo_zero, ..."
+        None,
+        description="DPO loss (TRL): sigmoid (default), ipo, hinge, robust, sigmoid_norm, apo_zero, ...; GRPO loss: "
+        "dapo (default), grpo, dr_grpo, bnpo, cispo, sapo.",
     )
     simpo_gamma: float = Field(0.5, ge=0, description="SimPO target reward margin.")
+    # GRPO (train.objective grpo): rewards and sampling; the checks are in _check_grpo below.
+    rewards: list[RewardConfig] = Field(
+        default_factory=list, description="grpo: the rewards, each {name, weight, options}; their weighted sum."
+    )
+    grpo: GrpoSettings = Field(default_factory=lambda: GrpoSettings())
+    allow_code_rewards: bool = Field(
+        False, description="Allow train.rewards entries of name python (they run your code, like trust_remote_code)."
+    )
 
 
 class ExportConfig(_Section):
@@ -388,7 +521,7 @@ def _check_distribution(key: str, spec: dict[str, Any]) -> None:
 
 
 # --- Preference objectives: the knobs' defaults and the checks, in one place. ---
-DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "kto": 0.1}  # TRL's, and the SimPO paper's 2.0
+DEFAULT_BETA = {"dpo": 0.1, "orpo": 0.1, "simpo": 2.0, "kto": 0.1, "grpo": 0.0}  # TRL's, the SimPO paper's 2.0
 DPO_LOSS_TYPES = (
     "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
     "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm",
@@ -416,11 +549,69 @@ def _check_preference(cfg: RunConfig) -> None:
             "train.objective kto needs data.chosen + data.rejected, or data.response + data.desirable "
             "(the boolean column that says whether the response is desirable)"
         )
+    if train.beta == 0:
+        raise ValueError(f"train.beta must be above 0 for train.objective {objective} (0 is for grpo only)")
     if train.loss_type is not None and objective != "dpo":
         raise ValueError(f"train.loss_type applies to train.objective dpo only (objective is {objective})")
     if train.loss_type is not None and train.loss_type not in DPO_LOSS_TYPES:
         known = ", ".join(DPO_LOSS_TYPES)
         raise ValueError(f"train.loss_type: unknown DPO loss {train.loss_type!r}; choose one of {known}")
+
+
+def _check_supervised(cfg: RunConfig) -> None:
+    """train.objective sft: each task's (input, target) templates."""
+    for key in TASK_DATA_KEYS[cfg.task]:
+        if not getattr(cfg.data, key):
+            raise ValueError(f"data.{key} is required for task {cfg.task}")
+
+
+def _check_grpo(cfg: RunConfig) -> None:
+    """train.objective grpo: prompts only (answers are sampled), rewards that can be computed, batches that divide."""
+    data, train = cfg.data, cfg.train
+    if cfg.task != "causal_lm":
+        raise ValueError(f"train.objective grpo needs task causal_lm (got task {cfg.task})")
+    if not data.prompt:
+        raise ValueError("data.prompt is required for train.objective grpo")
+    for key in ("chosen", "rejected", "desirable"):
+        if getattr(data, key) is not None:
+            raise ValueError(f"data.{key} does not apply to train.objective grpo (answers are sampled and rewarded)")
+    if not train.rewards:
+        raise ValueError("train.rewards is required for train.objective grpo, e.g. [{name: chrf}]")
+    for index, reward in enumerate(train.rewards):
+        key = f"train.rewards.{index}"
+        if reward.name == "python" and not train.allow_code_rewards:
+            raise ValueError(
+                f"{key}: reward python runs your code ({reward.function}); set train.allow_code_rewards: true"
+            )
+        if reward.name in ("chrf", "bleu", "rouge", "exact_match") and not (reward.column or data.response):
+            raise ValueError(f"{key}: reward {reward.name} needs a reference: set data.response or column")
+    if train.loss_type is not None and train.loss_type not in GRPO_LOSS_TYPES:
+        raise ValueError(
+            f"train.loss_type: unknown GRPO loss {train.loss_type!r}; choose one of {', '.join(GRPO_LOSS_TYPES)}"
+        )
+    answers, group = train.batch_size * train.grad_accum, train.grpo.num_generations
+    if answers % group:
+        raise ValueError(
+            f"train.batch_size: batch_size x grad_accum = {answers} answers per step is not a multiple of "
+            f"train.grpo.num_generations ({group}); each prompt's {group} answers must fit in one step, "
+            f"e.g. batch_size {group * max(1, answers // group)}"
+        )
+
+
+def _check_not_grpo(cfg: RunConfig) -> None:
+    if cfg.train.rewards:
+        raise ValueError(f"train.rewards apply to train.objective grpo only (objective is {cfg.train.objective})")
+
+
+# The config check of each objective; tunesmith.train.objectives registers the same function per objective.
+OBJECTIVE_CHECKS: dict[str, Any] = {
+    "sft": _check_supervised,
+    "dpo": _check_preference,
+    "orpo": _check_preference,
+    "simpo": _check_preference,
+    "kto": _check_preference,
+    "grpo": _check_grpo,
+}
 
 
 # Keys that describe a single-turn or preference row; a conversation row is described by data.messages alone.
@@ -494,22 +685,24 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _templates_for_task(self) -> RunConfig:
         if self.data.messages is not None or self.data.tools is not None:
+            _check_not_grpo(self)
             _check_conversation(self)
             return self
         if self.data.loss_on == "last":
             raise ValueError("data.loss_on last applies to conversations only (set data.messages)")
-        if self.train.objective != "sft":
-            _check_preference(self)
-            return self
-        for key in TASK_DATA_KEYS[self.task]:
-            if not getattr(self.data, key):
-                raise ValueError(f"data.{key} is required for task {self.task}")
+        if self.train.objective != "grpo":
+            _check_not_grpo(self)
+        OBJECTIVE_CHECKS[self.train.objective](self)
         return self
 
     def config_hash(self) -> str:
         """A short stable hash of the resolved config (same settings, same hash)."""
         # Where a run is reported does not change what it trains (and old runs keep their hashes).
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"track"}), sort_keys=True)
+        dumped = self.model_dump(mode="json", exclude={"track"})
+        if self.train.objective != "grpo":  # GRPO's keys are unread elsewhere (and older runs had none)
+            for key in ("rewards", "grpo", "allow_code_rewards"):
+                dumped["train"].pop(key)
+        canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ source_target       seq2seq, sft         data.source -> data.target; the decoder
 text_label          classification, sft  data.text -> the class in column data.label; one label per row
 preference          causal_lm, dpo/...   data.prompt + data.chosen/data.rejected (KTO: + data.desirable)
 conversation        causal_lm, sft       data.messages (+ data.tools); loss on assistant turns
+prompt_only         causal_lm, grpo      data.prompt (+ data.response, reward columns); answers are sampled
 ==================  ===================  =================================================================
 """
 
@@ -25,6 +26,7 @@ from tunesmith.config import Objective, RunConfig, Task
 from tunesmith.data.conversation_data import prepare_conversation_data, read_conversation_tables
 from tunesmith.data.preference import prepare_preference_data, read_preference_tables
 from tunesmith.data.prepare import PreparedData, Tables, prepare_data, read_tables
+from tunesmith.data.prompts import prepare_prompt_data, read_prompt_tables
 from tunesmith.data.single_turn import SINGLE_TURN, SingleTurn
 from tunesmith.errors import TunesmithError
 
@@ -117,5 +119,17 @@ register_form(
         "messages",
         read=lambda cfg: read_conversation_tables(cfg.data),
         prepare=lambda cfg, tables, tokenizer: prepare_conversation_data(cfg.data, tables, tokenizer),
+    )
+)
+register_form(
+    DataForm(
+        "prompt_only",
+        "a prompt (with its reference and columns for the rewards); the model's sampled answers are rewarded",
+        ("causal_lm",),
+        ("grpo",),
+        None,
+        read=read_prompt_tables,
+        prepare=prepare_prompt_data,
+        token_loss=False,
     )
 )

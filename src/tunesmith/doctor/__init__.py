@@ -106,11 +106,13 @@ def diagnose(cfg: RunConfig, timing: bool = True, source: str = "config") -> Dia
 def _form_checks(form: DataForm) -> Callable[[Diagnosis, RunConfig, bool], Diagnosis] | None:
     """The doctor of a data form that is not a single turn; None for single-turn forms (checked here)."""
     from tunesmith.doctor.conversation import diagnose_conversations
+    from tunesmith.doctor.grpo import diagnose_prompts
     from tunesmith.doctor.preference import diagnose_preferences
 
     checks: dict[str, Callable[[Diagnosis, RunConfig, bool], Diagnosis]] = {
         "preference": diagnose_preferences,
         "conversation": diagnose_conversations,
+        "prompt_only": diagnose_prompts,
     }
     return checks.get(form.name)
 

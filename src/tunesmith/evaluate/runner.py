@@ -50,6 +50,10 @@ def evaluate_run(
         from tunesmith.evaluate.classify import evaluate_classification
 
         return evaluate_classification(run_dir, data, limit)
+    if config.train.rewards:  # a GRPO run: its rewards on the eval prompts
+        from tunesmith.evaluate.rewards import evaluate_rewards
+
+        return evaluate_rewards(run_dir, config, data, limit, base, inference_model)
     pairs = None
     if config.train.objective != "sft":  # preference runs: chosen is the reference, pairs get scored
         from tunesmith.evaluate.preference import eval_pairs, generation_view, preference_scores

@@ -35,8 +35,6 @@ METRIC_NAMES = {
     "logps/chosen": "logp_chosen",
     "logps/rejected": "logp_rejected",
 }
-# What an evaluation during training produces, for train.select_by and tune.metric.
-EVAL_METRICS = ("reward_accuracy", "reward_margin")
 
 
 def build_preference_trainer(cfg: RunConfig, session: Any, values: dict[str, Any], callbacks: list[Any]) -> Any:

@@ -103,6 +103,7 @@ def train(
                 trainer.train(resume_from_checkpoint=checkpoint)
             _split_evaluation_time(trainer, watch)
             _raise_evaluation_failure(trainer, run_dir)
+            _raise_reward_failure(trainer, run_dir)
             if stop.requested:
                 raise KeyboardInterrupt
             metrics = _evaluate_and_save(cfg, session, trainer, run_dir, watch)
@@ -162,6 +163,14 @@ def _raise_evaluation_failure(trainer: Any, run_dir: Path) -> None:
             ) from err
 
 
+def _raise_reward_failure(trainer: Any, run_dir: Path) -> None:
+    # A GRPO code reward that raised stopped the run after its step, with a checkpoint (see RewardFailureStop).
+    if trainer.__class__.__name__ == "TimedGRPOTrainer":
+        from tunesmith.train.grpo import raise_reward_failure
+
+        raise_reward_failure(trainer, run_dir)
+
+
 def _index(record: RunRecord, model_card: bool = False) -> None:
     # The registry (runs/index.db) and the model card describe the run; neither may fail it.
     if not record.writable:
@@ -188,7 +197,9 @@ SUMMARY_METRICS = (
 
 
 def _read_tables(cfg: RunConfig) -> Tables:
-    if cfg.train.objective != "sft":
+    from tunesmith.train.objectives import objective_for
+
+    if objective_for(cfg).needs_trl:
         from tunesmith.train.preference import require_trl
 
         require_trl(cfg.train.objective)
@@ -252,7 +263,9 @@ def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str
     if precision == "bf16" and method.adapter and method.packing:
         cast_frozen_weights(model)
     packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
-    packing = packing and cfg.train.objective == "sft"  # preference pairs are padded per batch by TRL
+    from tunesmith.train.objectives import objective_for
+
+    packing = packing and objective_for(cfg).packs  # TRL's objectives pad their own batches
     if packing and cfg.model.attn_implementation is None:
         use_varlen_attention(model)
     return bool(packing)
@@ -298,10 +311,8 @@ def _start_record(run_dir: Path, cfg: RunConfig, session: _Session, resumed: boo
 def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: GracefulStopCallback) -> tuple[Any, Any]:
     from transformers import EarlyStoppingCallback, PrinterCallback
 
-    from tunesmith.data.collate import make_collator
     from tunesmith.train.callbacks import EvaluationClock, LiveStatusCallback, MetricsFileCallback, ProgressCallback
     from tunesmith.train.generation_metrics import GenerationMetricsCallback
-    from tunesmith.train.trainer import TokenLossTrainer
 
     progress = ProgressCallback()
     metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")
@@ -313,57 +324,11 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
         live.samples = len(callbacks[-1].examples)
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    if cfg.train.objective != "sft":
-        from tunesmith.train.preference import build_preference_trainer
+    from tunesmith.train.objectives import objective_for
 
-        trainer = build_preference_trainer(cfg, session, _training_values(cfg, session, run_dir), callbacks)
-        trainer.remove_callback(PrinterCallback)
-        return trainer, progress
-    if cfg.train.gradient_checkpointing and session.adapter:
-        session.model.enable_input_require_grads()  # checkpointed blocks need a grad-carrying input
-    trainer = TokenLossTrainer(  # eval_loss per target token, the same for any eval batching
-        model=session.model,
-        args=_training_arguments(cfg, session, run_dir),
-        train_dataset=session.data.train,
-        eval_dataset=session.data.eval,
-        data_collator=_drop_length(
-            make_collator(session.tokenizer, session.packing, cfg.task, session.model, shape_multiple(session))
-        ),
-        processing_class=session.tokenizer,
-        callbacks=callbacks,
-        **_loss_arguments(cfg, session),
-    )
+    trainer = objective_for(cfg).build(cfg, session, _training_values(cfg, session, run_dir), callbacks)
     trainer.remove_callback(PrinterCallback)
     return trainer, progress
-
-
-# Packed lengths rounded up to this many tokens where bf16 matmuls run through oneDNN (see ResponseOnlyPacking):
-# at most 63 padding tokens a batch, against a new kernel for nearly every batch of an epoch.
-SHAPE_MULTIPLE = 64
-
-
-def shape_multiple(session: _Session) -> int | None:
-    """SHAPE_MULTIPLE for bf16 training on a CPU, where PyTorch builds a oneDNN kernel per matmul shape; else None."""
-    import torch
-
-    return SHAPE_MULTIPLE if session.precision[0] == "bf16" and not torch.cuda.is_available() else None
-
-
-def _loss_arguments(cfg: RunConfig, session: _Session) -> dict[str, Any]:
-    from tunesmith.data.collate import packed_response_loss
-    from tunesmith.train.classification import classification_extras
-
-    if cfg.task == "classification":
-        return classification_extras(cfg, session.data)
-    if session.packing:
-        return {"compute_loss_func": packed_response_loss}
-    return {}
-
-
-def _training_arguments(cfg: RunConfig, session: _Session, run_dir: Path) -> Any:
-    from transformers import TrainingArguments
-
-    return TrainingArguments(**_training_values(cfg, session, run_dir))
 
 
 def _training_values(cfg: RunConfig, session: _Session, run_dir: Path) -> dict[str, Any]:
@@ -434,10 +399,9 @@ def check_selection(cfg: RunConfig) -> None:
     during = training_metrics(cfg.task, cfg.eval.metrics)
     build_metrics(during)  # an unknown name is one line naming eval.metrics
     produced = {f"eval_{key}" for key in score_keys(during)}
-    if cfg.train.objective != "sft":
-        from tunesmith.train.preference import EVAL_METRICS
+    from tunesmith.train.objectives import objective_for
 
-        produced |= {f"eval_{key}" for key in EVAL_METRICS}
+    produced |= {f"eval_{key}" for key in objective_for(cfg).eval_metrics(cfg)}
     name = selection_metric(cfg)
     if name not in produced | {"eval_loss"}:
         raise TunesmithError(
@@ -448,17 +412,11 @@ def check_selection(cfg: RunConfig) -> None:
         )
 
 
-def _drop_length(collator: Any) -> Any:
-    # The "length" column feeds the length-grouped sampler; the model must not receive it.
-    def collate(features: list[dict[str, Any]]) -> Any:
-        return collator([{k: v for k, v in f.items() if k != "length"} for f in features])
-
-    return collate
-
-
 def _evaluate_and_save(
     cfg: RunConfig, session: _Session, trainer: Any, run_dir: Path, watch: Stopwatch
 ) -> dict[str, float]:
+    from tunesmith.train.objectives import objective_for
+
     metrics: dict[str, float] = {}
     if session.data.eval is not None:
         with watch.measure("evaluation"):
@@ -466,7 +424,7 @@ def _evaluate_and_save(
             if scored is None:
                 scored = trainer.evaluate()
             metrics = {k: float(v) for k, v in scored.items() if isinstance(v, int | float)}
-        if "eval_loss" in metrics and cfg.task != "classification" and cfg.train.objective == "sft":
+        if "eval_loss" in metrics and cfg.task != "classification" and objective_for(cfg).token_loss:
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))

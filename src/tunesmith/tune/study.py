@@ -111,14 +111,15 @@ def metric_key(cfg: RunConfig, name: str, source: str) -> tuple[str, str | None]
     bare = name.removeprefix("eval_")
     if bare in ("loss",):
         return "eval_loss", None
-    if cfg.train.objective != "sft":  # preference runs report their own metrics at each evaluation
-        from tunesmith.train.preference import EVAL_METRICS
+    from tunesmith.train.objectives import objective_for
 
-        if bare in EVAL_METRICS:
+    reported = objective_for(cfg).eval_metrics(cfg)
+    if reported:  # TRL's objectives report their own metrics at each evaluation (grpo: the mean reward)
+        if bare in reported:
             return f"eval_{bare}", None
         raise TunesmithError(
             f"{source}: tune.metric: train.objective {cfg.train.objective} does not produce {name!r}",
-            hint=f"choose eval_loss or one of {', '.join(EVAL_METRICS)}",
+            hint=f"choose eval_loss or one of {', '.join(reported)}",
         )
     produced = score_keys(task_metrics(cfg.task))
     if bare in produced:
@@ -149,10 +150,12 @@ def _prepare_once(cfg: RunConfig, params: list[Param]) -> tuple[int, Any]:
 
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
     tokenizer = load_tokenizer(resolved, cfg.model)
-    if cfg.train.objective != "sft":  # TRL tokenises preference pairs in each trial; check and count them here
-        from tunesmith.data.preference import prepare_preference_data, read_preference_tables
+    from tunesmith.train.objectives import objective_for
 
-        data = prepare_preference_data(cfg, read_preference_tables(cfg.data), tokenizer)
+    if not objective_for(cfg).packs:  # TRL tokenises its rows in each trial; check and count them here
+        from tunesmith.data.forms import prepare_form_data, read_data
+
+        data = prepare_form_data(cfg, read_data(cfg), tokenizer)
         return data.stats.train_rows, model_shape(resolved.location, resolved.revision)
     tables = read_tables(cfg.data, cfg.task)
     data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
