@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,10 @@ def _run_eval_config(run_dir: Path) -> dict[str, Any]:
     return {"batch_size": resolved["eval"]["batch_size"], "max_new_tokens": resolved["eval"]["max_new_tokens"]}
 
 
-def pairing(sides: Sides, name: str, repeats: int, all_references: bool) -> list[dict[str, Any]]:
-    """``repeats`` interleaved rounds of one pairing, in ABBA order; each row one process."""
+def pairing(
+    sides: Sides, name: str, repeats: int, all_references: bool, save: Callable[[list[dict[str, Any]]], None]
+) -> list[dict[str, Any]]:
+    """``repeats`` interleaved rounds of one pairing, in ABBA order; each row one process, saved as it ends."""
     flags = ["--no-base"] if name == "tuned" else []
     rows: list[dict[str, Any]] = []
     for repeat in range(repeats):
@@ -119,9 +122,11 @@ def pairing(sides: Sides, name: str, repeats: int, all_references: bool) -> list
                 rows.append(sides.tunesmith(f"{name}-tunesmith-{repeat}", *flags) | tag)
             else:
                 rows.append(sides.plain(f"{name}-plain-{repeat}", base_too=name != "tuned") | tag)
+            save(rows)
         if all_references:
             label = f"{name}-tunesmith-all-{repeat}"
             rows.append(sides.tunesmith(label, *flags, "--loss-references", "all") | tag)
+            save(rows)
     return rows
 
 
@@ -184,23 +189,31 @@ def main() -> None:
     run_dir = args.run or train_run(work, args.train_steps)
     rows_csv = write_evaluation_rows(work / "eval.csv", args.prompts, args.references)
     sides = Sides(run_dir, rows_csv, work)
-    rows = pairing(sides, "tuned", args.repeats, args.all_references)
-    rows += pairing(sides, "base+tuned", args.base_repeats, False)
+    done: list[dict[str, Any]] = []
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        # After every process, so a run stopped part way keeps what it measured.
+        finished = [dict(row) for row in done + rows]
+        compare(finished)
+        result = {
+            "machine": {"cpu_count": os.cpu_count(), "loadavg_now": os.getloadavg()},
+            "run": str(run_dir),
+            "prompts": args.prompts,
+            "references": args.references,
+            "batch_size": sides.config["batch_size"],
+            "max_new_tokens": sides.config["max_new_tokens"],
+            "summary": summary(finished),
+            "processes": finished,
+            "logs": str(work),
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+    done += pairing(sides, "tuned", args.repeats, args.all_references, save)
+    done += pairing(sides, "base+tuned", args.base_repeats, False, save)
+    rows = [dict(row) for row in done]
     compare(rows)
-    result = {
-        "machine": {"cpu_count": os.cpu_count(), "loadavg_at_exit": os.getloadavg()},
-        "run": str(run_dir),
-        "prompts": args.prompts,
-        "references": args.references,
-        "batch_size": sides.config["batch_size"],
-        "max_new_tokens": sides.config["max_new_tokens"],
-        "summary": summary(rows),
-        "processes": rows,
-        "logs": str(work),
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
-    print(json.dumps(result["summary"], indent=2))
+    print(json.dumps(summary(rows), indent=2))
 
 
 if __name__ == "__main__":
