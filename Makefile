@@ -57,6 +57,7 @@ test-all: test test-slow
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

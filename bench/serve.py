@@ -45,6 +45,8 @@ def main() -> None:
     runs = args.runs or _train_two(Path(tempfile.mkdtemp(prefix="bench-serve-")))
     jobs = _jobs(runs, args.requests)
     llama = _llama_server(args.llama_server)
+    if llama is None:
+        print("llama.cpp skipped: no llama-server on PATH (give one with --llama-server)", file=sys.stderr, flush=True)
     rows: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         engine_url, app = stack.enter_context(_server(runs))
@@ -68,9 +70,12 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "load_average_1m": [load_before, round(os.getloadavg()[0], 2)]}
     machine["bf16_instructions"] = _bf16()
     result = {"requests": len(jobs), "max_tokens": args.max_tokens, "machine": machine, "rows": rows}
+    result["llama_server"] = llama or "skipped: no llama-server on PATH"
     result["ratios"] = _ratios(rows)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(_table(rows))
+    if llama is None:
+        print("llama.cpp skipped: no llama-server on PATH (give one with --llama-server)")
     print(json.dumps(result["ratios"], indent=2))
 
 

@@ -2,7 +2,8 @@
 
 Base model plus the run's LoRA adapter (peft, unmerged), fp32, prompts through the chat template, left
 padding, greedy decoding, a fixed batch size. Run: ``python -m recipes.plain_generate JOB.json``; the job
-names the base model, the adapter, the CSV, the prompt template, the batch size and the answer length.
+names the base model, the adapter, the CSV, the prompt template, the batch size and the answer length
+(``base_too``: answer with the adapter switched off first, then with it).
 Prints one JSON line: seconds spent generating and every answer (in first-appearance order of the prompts).
 """
 
@@ -49,6 +50,9 @@ def main(job: dict[str, Any]) -> None:
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(job["base"]), job["adapter"]).eval()
     prompts = unique_prompts(job, tokenizer)
     started = time.perf_counter()
+    if job.get("base_too"):  # base against tuned, as `tunesmith eval` does without --no-base
+        with model.disable_adapter():
+            answer(model, tokenizer, prompts, job["batch_size"], job["max_new_tokens"])
     answers = answer(model, tokenizer, prompts, job["batch_size"], job["max_new_tokens"])
     seconds = time.perf_counter() - started
     result = {"recipe": "plain-generate", "prompts": len(prompts), "batch_size": job["batch_size"]}

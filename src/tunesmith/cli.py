@@ -125,12 +125,20 @@ def eval_(
     no_loss: Annotated[
         bool, typer.Option("--no-loss", help="Skip the teacher-forced loss over the references (metrics only).")
     ] = False,
+    loss_references: Annotated[
+        str | None,
+        typer.Option(
+            "--loss-references",
+            help="first | all: the loss over the first reference of each input or over all of them "
+            "(default: the run's eval.loss_references, first).",
+        ),
+    ] = None,
 ) -> None:
     """Score the tuned model against the base on the eval split; write eval.json and samples.jsonl."""
     from tunesmith.evaluate.report import metrics_table
     from tunesmith.evaluate.runner import evaluate_run
 
-    report = evaluate_run(run_dir, data, limit, base=not no_base, loss=not no_loss)
+    report = evaluate_run(run_dir, data, limit, base=not no_base, loss=not no_loss, loss_references=loss_references)
     out_console.print(metrics_table(report))
     out_console.print(f"wrote {run_dir / 'eval.json'} and {run_dir / 'samples.jsonl'}")
 

@@ -44,7 +44,7 @@ class EvalSource:
 
 @dataclass
 class EvalSet:
-    """Inputs to generate from, and every (input, reference) pair for the teacher-forced loss."""
+    """Inputs to generate from, and the (input, reference) pairs of the teacher-forced loss."""
 
     examples: list[EvalExample]
     tokenized: list[dict[str, list[int]]]
@@ -69,7 +69,10 @@ def read_source(config: RunConfig, data: Path | None) -> EvalSource:
 def build_eval_set(
     source: EvalSource, config: RunConfig, tokenizer: PreTrainedTokenizerBase, limit: int | None
 ) -> EvalSet:
-    """Group the rows into inputs with their references, keep the first ``limit`` inputs, tokenise the pairs."""
+    """Group the rows into inputs with their references, keep the first ``limit`` inputs, tokenise the loss pairs.
+
+    The loss pairs follow ``eval.loss_references``: the first reference of each input, or all of them.
+    """
     from tunesmith.data.tokenize import tokenize_pairs, tokenize_seq2seq
 
     pairs, frame = _pairs(source, config, tokenizer)
@@ -77,12 +80,17 @@ def build_eval_set(
     examples = group_references(pairs, lists)[:limit]
     if not examples:
         raise _no_eval_split(config) if source.tables is not None else _no_rows(source)
-    flat = [Pair(e.prompt, ref) for e in examples for ref in e.references]
+    # The loss pairs: every reference, or (the default) the first of each input, so the loss costs less than
+    # generating the answers however many references an input has.
+    first = config.eval.loss_references == "first"
+    flat = [Pair(e.prompt, ref) for e in examples for ref in (e.references[:1] if first else e.references)]
     encode = tokenize_seq2seq if config.task == "seq2seq" else tokenize_pairs
     tokenized, _ = encode(flat, tokenizer, config.data)
     if not tokenized:
         raise TunesmithError(f"data.max_length: no response token of the eval rows fits in {config.data.max_length}")
-    description = source.description | {"inputs": len(examples), "pairs": len(flat), "limit": limit}
+    references = sum(len(e.references) for e in examples)
+    description = source.description | {"inputs": len(examples), "pairs": references, "limit": limit}
+    description |= {"loss_references": config.eval.loss_references, "loss_pairs": len(flat)}
     return EvalSet(examples, tokenized, description)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from tunesmith.config import RunConfig
+from tunesmith.config import EvalConfig, RunConfig
 from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, generate
@@ -35,17 +35,28 @@ class ModelScores:
 
 
 def evaluate_run(
-    run_dir: Path, data: Path | None = None, limit: int | None = None, base: bool = True, loss: bool = True
+    run_dir: Path,
+    data: Path | None = None,
+    limit: int | None = None,
+    base: bool = True,
+    loss: bool = True,
+    loss_references: str | None = None,
 ) -> EvalReport:
     """Evaluate a completed run on its eval split (or ``data``) and write eval.json + samples.jsonl into it.
 
-    ``loss=False`` skips the teacher-forced loss over the references (generation metrics only): with many
-    references per input it costs more than generating the answers.
+    ``loss=False`` skips the teacher-forced loss over the references (generation metrics only).
+    ``loss_references`` (first | all) overrides the run's ``eval.loss_references``: the loss over the first
+    reference of each input (the default: it costs less than generating the answers) or over every reference.
     """
     if limit is not None and limit < 1:
         raise TunesmithError(f"--limit {limit}: must be at least 1 (how many inputs to evaluate)")
+    choices = get_args(EvalConfig.model_fields["loss_references"].annotation)
+    if loss_references is not None and loss_references not in choices:
+        raise TunesmithError(f"--loss-references {loss_references!r}: choose {' or '.join(choices)}")
     quiet_libraries()
     config, record = read_run(run_dir)
+    if loss_references is not None:
+        config.eval.loss_references = loss_references  # checked against the choices above
     if config.task == "classification":
         from tunesmith.evaluate.classify import evaluate_classification
 
@@ -85,7 +96,8 @@ def evaluate_run(
         run_dir=run_dir,
         data=eval_set.description,
         decoding=decoding.as_dict()
-        | {"batch_size": config.eval.batch_size, "teacher_forced_loss": loss, "timings": watch.timings},
+        | {"batch_size": config.eval.batch_size, "teacher_forced_loss": loss, "timings": watch.timings}
+        | {"loss_references": config.eval.loss_references if loss else None},
         metric_names=names,
         examples=eval_set.examples,
         tuned=tuned.metrics,

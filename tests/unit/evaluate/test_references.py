@@ -64,14 +64,32 @@ def test_list_column_in_jsonl_and_parquet(config: RunConfig, tmp_path: Path) -> 
     assert _eval_set(config, parquet) == expected
 
 
-def test_every_reference_is_a_loss_pair_and_limit_counts_inputs(config: RunConfig, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("choice", "loss_pairs"), [("first", 1), ("all", 2)])
+def test_the_loss_pairs_are_the_first_reference_or_all_and_limit_counts_inputs(
+    config: RunConfig, tmp_path: Path, choice: str, loss_pairs: int
+) -> None:
     path = tmp_path / "eval.csv"
     path.write_text("product,audience,ad_text\ncoffee,students,A\ncoffee,students,B\ntea,retirees,C\n")
+    config.eval.loss_references = choice  # type: ignore[assignment]
     eval_set = build_eval_set(read_source(config, path), config, build_tokenizer(), limit=1)
     assert [e.references for e in eval_set.examples] == [("A", "B")]
-    assert len(eval_set.tokenized) == 2
-    counts = {key: eval_set.description[key] for key in ("source", "inputs", "pairs", "limit")}
-    assert counts == {"source": "file", "inputs": 1, "pairs": 2, "limit": 1}
+    assert len(eval_set.tokenized) == loss_pairs
+    keys = ("source", "inputs", "pairs", "limit", "loss_references", "loss_pairs")
+    counts = {key: eval_set.description[key] for key in keys}
+    assert counts == {
+        "source": "file", "inputs": 1, "pairs": 2, "limit": 1, "loss_references": choice, "loss_pairs": loss_pairs
+    }  # fmt: skip
+
+
+def test_the_default_loss_pair_is_each_inputs_first_reference(config: RunConfig, tmp_path: Path) -> None:
+    path = tmp_path / "eval.csv"
+    path.write_text("product,audience,ad_text\ncoffee,students,A\ncoffee,students,B\ntea,retirees,C\n")
+    first = tmp_path / "first.csv"
+    first.write_text("product,audience,ad_text\ncoffee,students,A\ntea,retirees,C\n")
+    assert config.eval.loss_references == "first"
+    tokenizer = build_tokenizer()
+    default = build_eval_set(read_source(config, path), config, tokenizer, None)
+    assert default.tokenized == build_eval_set(read_source(config, first), config, tokenizer, None).tokenized
 
 
 def test_group_references_keeps_first_seen_order() -> None:

@@ -141,6 +141,37 @@ def test_data_file_with_several_references(run_dir: Path, tmp_path: Path) -> Non
     assert written["data"]["path"] == str(path) and written["data"]["pairs"] == 2
 
 
+def test_the_loss_is_over_the_first_reference_unless_all_are_asked_for(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunesmith.cli import main
+
+    rows = "product,audience,ad_text\ncoffee,students,Grab a cup!\ncoffee,students,Stay sharp and awake.\n"
+    several, first_only = tmp_path / "several.csv", tmp_path / "first.csv"
+    several.write_text(rows + "tea,retirees,Calm.\n")
+    first_only.write_text(rows.splitlines()[0] + "\n" + rows.splitlines()[1] + "\ntea,retirees,Calm.\n")
+    alone = evaluate_run(run_dir, data=first_only, base=False).tuned["loss"]
+    default = evaluate_run(run_dir, data=several, base=False)
+    written = json.loads((run_dir / "eval.json").read_text())
+    assert written["decoding"]["loss_references"] == "first"
+    assert (written["data"]["pairs"], written["data"]["loss_pairs"]) == (3, 2)
+    assert default.tuned["loss"] == pytest.approx(alone, rel=1e-6)
+    monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--data", str(several), "--no-base"])
+    sys.argv += ["--loss-references", "all"]
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
+    written = json.loads((run_dir / "eval.json").read_text())
+    assert written["decoding"]["loss_references"] == "all" and written["data"]["loss_pairs"] == 3
+    assert written["metrics"]["tuned"]["loss"] != pytest.approx(alone, rel=1e-6)
+
+
+def test_an_unknown_loss_references_choice_is_refused(run_dir: Path) -> None:
+    with pytest.raises(TunesmithError, match="--loss-references 'some': choose first or all"):
+        evaluate_run(run_dir, loss_references="some")
+    assert _nothing_written(run_dir)
+
+
 def _nothing_written(run_dir: Path) -> bool:
     return not (run_dir / "eval.json").exists() and not (run_dir / "samples.jsonl").exists()
 
