@@ -130,9 +130,8 @@ def evaluate_conversations(
     if not turns:
         raise _no_turns(config, description, skipped)
     decoding = Decoding(max_new_tokens=config.eval.max_new_tokens)
-    calling = sum(t.calls for t in turns)
-    description |= {"conversations": len(conversations), "turns": len(turns), "calling_turns": calling}
-    description |= {"text_turns": len(turns) - calling, "skipped_over_max_length": skipped, "limit": limit}
+    description |= turn_counts(conversations, turns, skipped) | {"limit": limit}
+    calling = description["calling_turns"]
     say(f"eval: {len(conversations)} conversations, {len(turns)} assistant turns ({calling} call a tool)")
     if skipped:
         say(f"note: {skipped} turns left out: their input is longer than data.max_length={config.data.max_length}")
@@ -177,6 +176,18 @@ def evaluate_conversations(
     write_eval_outputs(report)
     record_run(run_dir)
     return report
+
+
+def turn_counts(conversations: list[Conversation], turns: list[Turn], skipped: int) -> dict[str, int]:
+    """What was scored, for eval.json: conversations, turns, calling and text turns, turns left out."""
+    calling = sum(t.calls for t in turns)
+    return {
+        "conversations": len(conversations),
+        "turns": len(turns),
+        "calling_turns": calling,
+        "text_turns": len(turns) - calling,
+        "skipped_over_max_length": skipped,
+    }
 
 
 def eval_conversations(
