@@ -120,7 +120,9 @@ def eval_(
     data: Annotated[
         Path | None, typer.Option("--data", help="Evaluate on this table (rendered with the run's templates).")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N inputs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate only the first N inputs (conversations: N conversations).")
+    ] = None,
     no_base: Annotated[bool, typer.Option("--no-base", help="Score only the tuned model, not the base.")] = False,
     no_loss: Annotated[
         bool, typer.Option("--no-loss", help="Skip the teacher-forced loss over the references (metrics only).")

@@ -113,7 +113,8 @@ class EvalConfig(_Section):
         None,
         description="Metrics tunesmith eval reports, also computed at every evaluation during training when set; "
         "unset: the task's defaults, after training only "
-        "(causal_lm, seq2seq: bleu, chrf, rouge, exact_match; classification: accuracy, macro_f1).",
+        "(causal_lm, seq2seq: bleu, chrf, rouge, exact_match; classification: accuracy, macro_f1; conversations: "
+        "tool_calls and the causal_lm ones, scored per assistant turn).",
     )
     loss_references: Literal["first", "all"] = Field(
         "first",
@@ -641,8 +642,6 @@ def _check_conversation(cfg: RunConfig) -> None:
             )
     if data.tools is not None and data.tools == data.messages:
         raise ValueError("data.tools and data.messages name the same column")
-    if cfg.eval.metrics:
-        raise ValueError("eval.metrics: generation metrics are not computed on conversations yet; remove eval.metrics")
 
 
 def preference_beta(cfg: TrainConfig) -> float:

@@ -34,6 +34,13 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("exact_match", ("exact_match",), True, GENERATION_TASKS),
         MetricSpec("accuracy", ("accuracy",), True, ("classification",)),
         MetricSpec("macro_f1", ("macro_f1",), True, ("classification",)),
+        MetricSpec(
+            "tool_calls",
+            ("call_decision_accuracy", "call_exact_match", "call_argument_f1", "call_json_validity"),
+            True,
+            ("causal_lm",),
+            default=False,  # a conversation eval adds it (evaluate/conversation.py); elsewhere name it in eval.metrics
+        ),
     )
 }
 

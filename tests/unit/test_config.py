@@ -123,6 +123,8 @@ CONVERSATIONS = "data:\n  train: chats.jsonl\n  messages: messages\n"
 def test_a_conversation_config_needs_only_the_messages_column(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, CONVERSATIONS + "  tools: tools\n  loss_on: last\n"))
     assert (cfg.data.messages, cfg.data.tools, cfg.data.loss_on) == ("messages", "tools", "last")
+    scored = load_config(write(tmp_path, CONVERSATIONS + "eval:\n  metrics: [tool_calls, bleu]\n"))
+    assert scored.eval.metrics == ["tool_calls", "bleu"]  # scored per assistant turn (evaluate/conversation.py)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +134,6 @@ def test_a_conversation_config_needs_only_the_messages_column(tmp_path: Path) ->
         ("data:\n  label: y\n", "data.messages and data.label cannot be used together"),
         ("task: classification\n", "data.messages needs task causal_lm (got task classification)"),
         ("train:\n  objective: dpo\n", "data.messages trains with train.objective sft (got dpo)"),
-        ("eval:\n  metrics: [bleu]\n", "eval.metrics: generation metrics are not computed on conversations yet"),
         ("data:\n  tools: messages\n", "data.tools and data.messages name the same column"),
     ],
 )

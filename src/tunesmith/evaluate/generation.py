@@ -43,18 +43,38 @@ def generate(
     precision: str,
 ) -> list[str]:
     """Answer each (already rendered from the template) prompt; batches are left-padded for the KV cache."""
-    import torch
-
     from tunesmith.data.tokenize import prompt_text
 
     # Encoder-decoder models read the source as is (their tokenizer adds the end marker) and answer in a
     # separate decoder sequence; decoder-only models continue the rendered prompt, so we cut the prompt off.
-    encoder_decoder = config.task == "seq2seq"
-    texts = prompts if encoder_decoder else [prompt_text(tokenizer, config.data, p) for p in prompts]
-    if not encoder_decoder:
-        answers = engine_answers(model, tokenizer, texts, decoding, batch_size, precision)
-        if answers is not None:
-            return answers
+    if config.task == "seq2seq":
+        return _transformers_answers(model, tokenizer, prompts, decoding, batch_size, precision, encoder_decoder=True)
+    texts = [prompt_text(tokenizer, config.data, p) for p in prompts]
+    return continue_texts(model, tokenizer, texts, decoding, batch_size, precision)
+
+
+def continue_texts(
+    model: Any, tokenizer: Any, texts: list[str], decoding: Decoding, batch_size: int, precision: str
+) -> list[str]:
+    """A decoder-only model's continuation of each text, read exactly as given (a conversation rendered up to
+    its generation prompt, say): no template applied, no special tokens added."""
+    answers = engine_answers(model, tokenizer, texts, decoding, batch_size, precision)
+    if answers is not None:
+        return answers
+    return _transformers_answers(model, tokenizer, texts, decoding, batch_size, precision, encoder_decoder=False)
+
+
+def _transformers_answers(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    decoding: Decoding,
+    batch_size: int,
+    precision: str,
+    encoder_decoder: bool,
+) -> list[str]:
+    import torch
+
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
         # Left padding, passed per call: the tokenizer is shared with training's collators (right padding).

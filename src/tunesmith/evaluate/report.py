@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ class EvalReport:
     base: dict[str, float] | None = None
     base_outputs: list[str] | None = None
     extra: dict[str, Any] | None = None  # task-specific results (classification: per-class report, confusion)
+    sample_fields: list[dict[str, Any]] | None = None  # per example, added to its samples.jsonl line
 
     def delta(self) -> dict[str, float] | None:
         """Tuned minus base, per metric both have."""
@@ -45,8 +47,8 @@ def eval_json(report: EvalReport) -> str:
         "rows": len(report.examples),
         "decoding": report.decoding,
         "metric_names": report.metric_names,
-        "metrics": {"base": report.base, "tuned": report.tuned},
-        "delta": report.delta(),
+        "metrics": {"base": _defined(report.base), "tuned": _defined(report.tuned)},
+        "delta": _defined(report.delta()),
     } | (report.extra or {})
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -60,9 +62,16 @@ def samples_jsonl(report: EvalReport) -> str:
             "references": list(example.references),
             "base_output": report.base_outputs[i] if report.base_outputs is not None else None,
             "tuned_output": report.tuned_outputs[i],
-        }
+        } | (report.sample_fields[i] if report.sample_fields is not None else {})
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     return "".join(lines)
+
+
+def _defined(scores: dict[str, float] | None) -> dict[str, float | None] | None:
+    # A score with nothing to count (tool-call JSON validity when no call was written) is NaN: null in JSON.
+    if scores is None:
+        return None
+    return {key: None if math.isnan(value) else value for key, value in scores.items()}
 
 
 def write_eval_outputs(report: EvalReport) -> None:
@@ -92,8 +101,8 @@ def metrics_table(report: EvalReport) -> Table:
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.4f}"
+    return "-" if value is None or math.isnan(value) else f"{value:+.4f}"

@@ -16,10 +16,12 @@ from tunesmith.config import EvalConfig, RunConfig
 from tunesmith.console import quiet_libraries, say
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, generate
+from tunesmith.evaluate.kinds import eval_kind_for
 from tunesmith.evaluate.loss import teacher_forced_loss
 from tunesmith.evaluate.metrics import build_metrics
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
 from tunesmith.evaluate.report import EvalReport, write_eval_outputs
+from tunesmith.evaluate.scoring_model import inference_model, packs_rows
 from tunesmith.metric_specs import default_metrics
 from tunesmith.models.run_model import LoadedRun, base_model_view, load_run_model
 from tunesmith.rundir import Stopwatch, read_run
@@ -57,14 +59,9 @@ def evaluate_run(
     config, record = read_run(run_dir)
     if loss_references is not None:
         config.eval.loss_references = loss_references  # checked against the choices above
-    if config.task == "classification":
-        from tunesmith.evaluate.classify import evaluate_classification
-
-        return evaluate_classification(run_dir, data, limit)
-    if config.train.rewards:  # a GRPO run: its rewards on the eval prompts
-        from tunesmith.evaluate.rewards import evaluate_rewards
-
-        return evaluate_rewards(run_dir, config, data, limit, base, inference_model)
+    kind = eval_kind_for(config)  # a data form with its own eval (classification, conversations, GRPO prompts)
+    if kind is not None:
+        return kind(run_dir, data, limit, base, loss)
     pairs = None
     if config.train.objective != "sft":  # preference runs: chosen is the reference, pairs get scored
         from tunesmith.evaluate.preference import eval_pairs, generation_view, preference_scores
@@ -168,26 +165,3 @@ def even_batches(items: list[int], batch_size: int) -> list[list[int]]:
     size, extra = divmod(len(items), count) if count else (0, 0)
     bounds = [i * size + min(i, extra) for i in range(count + 1)]
     return [items[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-def packs_rows(run: LoadedRun, model: Any) -> bool:
-    """Whether the teacher-forced loss can score packed rows: a decoder-only model and a method that packs."""
-    from tunesmith.data.collate import supports_packing
-    from tunesmith.methods import get_method
-
-    return run.config.task == "causal_lm" and get_method(run.config.method.name).packing and supports_packing(model)
-
-
-def inference_model(run: LoadedRun) -> Any:
-    """The tuned model for scoring: a LoRA-family adapter folded into the base weights, in memory.
-
-    Each adapted layer then runs one matmul instead of three per token. The run's files are untouched, and
-    the base must already have been scored: folding changes the weights ``base_model_view`` would switch back to.
-    """
-    if run.adapter and run.config.method.name in MERGEABLE_METHODS:
-        run.model.merge_adapter()
-    return run.model
-
-
-# peft folds these into the base weights exactly (up to float rounding); soft prompts have nothing to fold.
-MERGEABLE_METHODS = ("lora", "dora", "ia3")

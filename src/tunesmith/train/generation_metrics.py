@@ -18,14 +18,25 @@ class GenerationMetricsCallback(TrainerCallback):
 
     The Trainer reads the same metrics dict afterwards to pick the best checkpoint (train.select_by), and
     early stopping reads it next, so this callback must come before EarlyStoppingCallback. Metrics are fed
-    batch by batch; only the sample's generated strings are held, never logits.
+    batch by batch; only the sample's generated strings are held, never logits. Conversation data is scored per
+    assistant turn, as ``tunesmith eval`` scores it (``evaluate/conversation.py``).
     """
 
-    def __init__(self, cfg: RunConfig, tokenizer: Any, eval_pairs: list[Pair], log: MetricsFileCallback) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        tokenizer: Any,
+        eval_pairs: list[Pair],
+        log: MetricsFileCallback,
+        eval_conversations: list[Any] | None = None,
+    ) -> None:
+        from tunesmith.evaluate.conversation import conversation_turns
         from tunesmith.evaluate.references import group_references
 
         self.cfg, self.tokenizer, self.log = cfg, tokenizer, log
         self.examples = group_references(eval_pairs)[: cfg.eval.generate_samples]
+        turns = conversation_turns(eval_conversations, tokenizer, cfg)[0] if eval_conversations else []
+        self.turns = turns[: cfg.eval.generate_samples]
         self.failure: tuple[int, Exception] | None = None  # (step, error) of an evaluation that raised
         self.seconds = 0.0  # time spent generating and scoring, for the run's timings
 
@@ -33,7 +44,7 @@ class GenerationMetricsCallback(TrainerCallback):
         self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any
     ) -> Any:
         model = kwargs.get("model")
-        if model is None or metrics is None or not self.examples:
+        if model is None or metrics is None or not self.size:
             return None
         started = time.perf_counter()
         try:
@@ -59,6 +70,11 @@ class GenerationMetricsCallback(TrainerCallback):
         control.should_training_stop = True
         return control
 
+    @property
+    def size(self) -> int:
+        """Inputs answered at each evaluation: distinct prompts, or assistant turns of conversations."""
+        return len(self.examples) + len(self.turns)
+
     def expected_keys(self) -> list[str]:
         """The score names ``score`` adds (without the eval_ prefix)."""
         from tunesmith.evaluate.metrics import build_metrics
@@ -78,6 +94,12 @@ class GenerationMetricsCallback(TrainerCallback):
         was_training = model.training
         model.eval()
         try:
+            if self.turns:
+                from tunesmith.evaluate.conversation import score_turns
+
+                return score_turns(
+                    model, self.tokenizer, self.turns, self.cfg.eval.metrics, decoding, batch, precision
+                )[0]
             # One call: the engine keeps `batch` rows decoding, a finished row's place going to the next prompt.
             prompts = [r.prompt for r in self.examples]
             every = generate(model, self.tokenizer, self.cfg, prompts, decoding, batch, precision)

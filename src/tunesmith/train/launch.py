@@ -75,12 +75,12 @@ def _shutdown_timeout() -> int:
 
 def _warm_token_cache(cfg: RunConfig) -> None:
     from tunesmith.console import quiet_libraries
-    from tunesmith.data.prepare import prepare_data, read_tables
+    from tunesmith.data.forms import prepare_form_data, read_data
     from tunesmith.models import load_tokenizer, resolve_model
 
     quiet_libraries()
     tokenizer = load_tokenizer(resolve_model(cfg.model.name, cfg.model.revision), cfg.model)
-    prepare_data(cfg.data, read_tables(cfg.data, cfg.task), tokenizer, cfg.task)
+    prepare_form_data(cfg, read_data(cfg), tokenizer)  # the data form's own reader (conversations, pairs, ...)
 
 
 def _never_left_running(run_dir: Path, code: int, stopped: bool) -> None:

@@ -320,8 +320,11 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
     callbacks: list[Any] = [progress, metrics_file, stop, EvaluationClock(), live]
     if cfg.eval.metrics and cfg.task != "classification" and session.data.eval is not None:
         # Before early stopping, which reads the metrics this callback adds.
-        callbacks.append(GenerationMetricsCallback(cfg, session.tokenizer, session.data.eval_pairs, metrics_file))
-        live.samples = len(callbacks[-1].examples)
+        data = session.data
+        callbacks.append(
+            GenerationMetricsCallback(cfg, session.tokenizer, data.eval_pairs, metrics_file, data.eval_conversations)
+        )
+        live.samples = callbacks[-1].size
     if cfg.train.early_stopping_patience and session.data.eval is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     from tunesmith.train.objectives import objective_for

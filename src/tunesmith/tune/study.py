@@ -145,7 +145,7 @@ def check_address(address: str) -> None:
 
 def _prepare_once(cfg: RunConfig, params: list[Param]) -> tuple[int, Any]:
     """Tokenise the data in the driver, so every trial finds it in the cache; also read the model's sizes."""
-    from tunesmith.data.prepare import prepare_data, read_tables
+    from tunesmith.data.forms import prepare_form_data, read_data
     from tunesmith.models import load_tokenizer, resolve_model
 
     resolved = resolve_model(cfg.model.name, cfg.model.revision)
@@ -157,8 +157,7 @@ def _prepare_once(cfg: RunConfig, params: list[Param]) -> tuple[int, Any]:
 
         data = prepare_form_data(cfg, read_data(cfg), tokenizer)
         return data.stats.train_rows, model_shape(resolved.location, resolved.revision)
-    tables = read_tables(cfg.data, cfg.task)
-    data = prepare_data(cfg.data, tables, tokenizer, cfg.task)
+    data = prepare_form_data(cfg, read_data(cfg), tokenizer)  # the data form's own reader (conversations, ...)
     say(f"data: {data.stats.summary()}" + (" (tokenised cache)" if data.stats.cached else ""))
     # A searched data key with a few choices (max_length, a system prompt) gets each variant prepared too.
     base = _base(cfg)
@@ -166,7 +165,7 @@ def _prepare_once(cfg: RunConfig, params: list[Param]) -> tuple[int, Any]:
         if param.key.startswith("data.") and param.kind == "choice":
             for value in param.choices:
                 variant = trial_config(base, {param.key: value})
-                prepare_data(variant.data, read_tables(variant.data, cfg.task), tokenizer, cfg.task)
+                prepare_form_data(variant, read_data(variant), tokenizer)
     return data.stats.train_rows, model_shape(resolved.location, resolved.revision)
 
 
