@@ -92,7 +92,9 @@ def _check_request(config: RunConfig, run_dir: Path, to: str, quant: str | None)
         if quant is not None:
             raise TunesmithError("--quant applies to --to gguf and --to ollama; merged weights are saved in fp32")
         return None
-    if config.task != "causal_lm":
+    from tunesmith.data.forms import form_for
+
+    if not form_for(config).decoder_only:
         raise TunesmithError(
             f"--to {to}: GGUF is for causal language models; {run_dir} is a {config.task} run",
             hint="--to merged works for it",
