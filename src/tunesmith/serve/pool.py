@@ -132,7 +132,7 @@ class _PoolBuilder:
         else:
             _check_base_fits(config, f"run {run_dir}")
         run = load_run_model(run_dir)
-        engine = _engine(name, run.model, "classification", precision, mixed=False)
+        engine = _engine(name, run.model, config.task, precision, mixed=False)
         form = form_for(config)
         self.routes[name] = Route(name, engine, None, run.tokenizer, config.data, form, config.model.name, run=run)
 
