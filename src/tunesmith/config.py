@@ -536,6 +536,7 @@ DPO_LOSS_TYPES = (
 
 def _check_preference(cfg: RunConfig) -> None:
     """train.objective dpo/orpo/simpo/kto: the task, the data templates and the knobs that apply."""
+    _check_not_grpo(cfg)
     objective, data, train = cfg.train.objective, cfg.data, cfg.train
     if cfg.task != "causal_lm":
         raise ValueError(f"train.objective {objective} needs task causal_lm (got task {cfg.task})")
@@ -566,6 +567,7 @@ def _check_preference(cfg: RunConfig) -> None:
 
 def _check_supervised(cfg: RunConfig) -> None:
     """train.objective sft: each task's (input, target) templates."""
+    _check_not_grpo(cfg)
     for key in TASK_DATA_KEYS[cfg.task]:
         if not getattr(cfg.data, key):
             raise ValueError(f"data.{key} is required for task {cfg.task}")
@@ -607,6 +609,15 @@ def _check_grpo(cfg: RunConfig) -> None:
 def _check_not_grpo(cfg: RunConfig) -> None:
     if cfg.train.rewards:
         raise ValueError(f"train.rewards apply to train.objective grpo only (objective is {cfg.train.objective})")
+
+
+# The train keys that one objective alone reads: the config hash of a run with another objective leaves them out.
+OBJECTIVE_TRAIN_KEYS: dict[str, tuple[str, ...]] = {"grpo": ("rewards", "grpo", "allow_code_rewards")}
+
+
+def unread_train_keys(objective: str) -> list[str]:
+    """The train keys that only other objectives read (``OBJECTIVE_TRAIN_KEYS``)."""
+    return [key for owner, keys in OBJECTIVE_TRAIN_KEYS.items() if owner != objective for key in keys]
 
 
 # The config check of each objective; tunesmith.train.objectives registers the same function per objective.
@@ -694,8 +705,6 @@ class RunConfig(_Section):
             return self
         if self.data.loss_on == "last":
             raise ValueError("data.loss_on last applies to conversations only (set data.messages)")
-        if self.train.objective != "grpo":
-            _check_not_grpo(self)
         OBJECTIVE_CHECKS[self.train.objective](self)
         return self
 
@@ -703,9 +712,8 @@ class RunConfig(_Section):
         """A short stable hash of the resolved config (same settings, same hash)."""
         # Where a run is reported does not change what it trains (and old runs keep their hashes).
         dumped = self.model_dump(mode="json", exclude={"track"})
-        if self.train.objective != "grpo":  # GRPO's keys are unread elsewhere (and older runs had none)
-            for key in ("rewards", "grpo", "allow_code_rewards"):
-                dumped["train"].pop(key)
+        for key in unread_train_keys(self.train.objective):  # (older runs had none of them)
+            dumped["train"].pop(key)
         canonical = json.dumps(dumped, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

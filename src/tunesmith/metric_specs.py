@@ -82,9 +82,10 @@ def default_metrics(task: Task) -> tuple[str, ...]:
     return tuple(spec.name for spec in METRIC_SPECS.values() if task in spec.tasks and spec.default)
 
 
-def training_metrics(task: Task, configured: list[str] | None) -> list[str]:
-    """Metrics computed at each evaluation during training: the label metrics for classification, else eval.metrics."""
-    return task_metrics("classification") if task == "classification" else list(configured or [])
+def training_metrics(label_head: bool, configured: list[str] | None) -> list[str]:
+    """Metrics computed at each evaluation during training: the label metrics for a run whose data form has a
+    classification head (``DataForm.label_head``; its logits are the predictions), else eval.metrics."""
+    return task_metrics("classification") if label_head else list(configured or [])
 
 
 def score_keys(names: list[str]) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tunesmith.config import OBJECTIVE_CHECKS, validate_config
+from tunesmith.config import OBJECTIVE_CHECKS, OBJECTIVE_TRAIN_KEYS, validate_config
 from tunesmith.data.forms import FORMS, form_for, read_data
 from tunesmith.errors import TunesmithError
 from tunesmith.train.objectives import OBJECTIVES, objective_for
@@ -112,3 +112,14 @@ def test_config_hash_of_other_objectives_ignores_the_grpo_keys() -> None:
     changed = validate_config({**raw, "train": {"grpo": {"num_generations": 8}}})
     assert changed.config_hash() == validate_config(raw).config_hash()
     assert config().config_hash() != config(grpo={"num_generations": 2}).config_hash()
+
+
+def test_the_config_hash_leaves_out_the_train_keys_another_objective_owns(monkeypatch: pytest.MonkeyPatch) -> None:
+    sft = validate_config({"data": BASE["data"]})
+    tuned_beta = sft.model_copy(update={"train": sft.train.model_copy(update={"beta": 0.5})})
+    assert tuned_beta.config_hash() != sft.config_hash()  # sft hashes train.beta until an objective owns it
+    monkeypatch.setitem(OBJECTIVE_TRAIN_KEYS, "dpo", ("beta",))
+    assert tuned_beta.config_hash() == sft.config_hash()
+    pairs = {"train": "t.csv", "prompt": "{p}", "chosen": "{c}", "rejected": "{r}"}
+    dpo = [validate_config({"data": pairs, "train": {"objective": "dpo", "beta": b}}) for b in (0.1, 0.5)]
+    assert dpo[0].config_hash() != dpo[1].config_hash()  # the owner's hash keeps it

@@ -49,6 +49,17 @@ class DataForm:
     prepare: Callable[[RunConfig, Tables, PreTrainedTokenizerBase], PreparedData]  # render, split, tokenise
     single_turn: SingleTurn | None = None  # rows render to (input, target) text pairs: how they tokenise
     token_loss: bool = True  # labels are per token of input_ids (a causal LM), so rows can be packed
+    # What the tuned model is, for the packages that load, serve, export, chat with and list a run:
+    label_head: bool = False  # it answers with a class from a classification head (serve: /v1/classify)
+    encoder_decoder: bool = False  # its answer is a separate decoder sequence; its prompt is the bare source text
+    serves_chat: bool = True  # requests render as chat turns (chat template, tools); False: bare text or a label
+    turns: bool = False  # rows are conversations: requests render the way training rendered its turns
+    decoder_only: bool = True  # a decoder-only causal LM: GGUF/Ollama export and the built-in engine run it
+
+    @property
+    def generates(self) -> bool:
+        """Whether the tuned model writes its answer (chat and completions, generated eval samples)."""
+        return not self.label_head
 
 
 FORMS: dict[str, DataForm] = {}
@@ -64,12 +75,17 @@ def register_form(form: DataForm) -> DataForm:
 
 def form_for(cfg: RunConfig) -> DataForm:
     """The form ``cfg`` describes: a form whose marker key is set wins over the task's default."""
-    fits = [f for f in FORMS.values() if cfg.task in f.tasks and cfg.train.objective in f.objectives]
-    marked = [f for f in fits if f.marker is not None and getattr(cfg.data, f.marker) is not None]
-    plain = [f for f in fits if f.marker is None]
-    if marked or plain:
-        return (marked or plain)[0]
-    raise TunesmithError(f"no data form serves task {cfg.task} with train.objective {cfg.train.objective}")
+    form = find_form(cfg.task, cfg.train.objective, lambda key: getattr(cfg.data, key) is not None)
+    if form is None:
+        raise TunesmithError(f"no data form serves task {cfg.task} with train.objective {cfg.train.objective}")
+    return form
+
+
+def find_form(task: str | None, objective: str, marked: Callable[[str], bool]) -> DataForm | None:
+    """The form of a run known only by its task, objective and which data keys it sets (a registry row)."""
+    fits = [f for f in FORMS.values() if task in f.tasks and objective in f.objectives]
+    chosen = [f for f in fits if f.marker is not None and marked(f.marker)] or [f for f in fits if f.marker is None]
+    return chosen[0] if chosen else None
 
 
 def read_data(cfg: RunConfig) -> Tables:
@@ -93,6 +109,10 @@ def _single_turn_form(name: str, description: str, spec: SingleTurn) -> DataForm
         prepare=lambda cfg, tables, tokenizer: prepare_data(cfg.data, tables, tokenizer, cfg.task),
         single_turn=spec,
         token_loss=spec.token_loss,
+        label_head=spec.labelled,
+        encoder_decoder=spec.encoder_decoder,
+        serves_chat=not (spec.labelled or spec.encoder_decoder),
+        decoder_only=not (spec.labelled or spec.encoder_decoder),
     )
 
 
@@ -119,6 +139,7 @@ register_form(
         "messages",
         read=lambda cfg: read_conversation_tables(cfg.data),
         prepare=lambda cfg, tables, tokenizer: prepare_conversation_data(cfg.data, tables, tokenizer),
+        turns=True,
     )
 )
 register_form(

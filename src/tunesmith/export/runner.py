@@ -92,7 +92,9 @@ def _check_request(config: RunConfig, run_dir: Path, to: str, quant: str | None)
         if quant is not None:
             raise TunesmithError("--quant applies to --to gguf and --to ollama; merged weights are saved in fp32")
         return None
-    if config.task != "causal_lm":
+    from tunesmith.data.forms import form_for
+
+    if not form_for(config).decoder_only:
         raise TunesmithError(
             f"--to {to}: GGUF is for causal language models; {run_dir} is a {config.task} run",
             hint="--to merged works for it",
@@ -146,12 +148,13 @@ def _write_gguf(config: RunConfig, model: Any, tokenizer: Any, folder: Path, qua
     write_gguf(model, tokenizer, gguf_path, quant, config.name, _trained_chat_template(tokenizer, config))
     if result.kind != "ollama":
         return
+    from tunesmith.data.forms import form_for
     from tunesmith.data.tokenize import uses_chat_template
     from tunesmith.export.modelfile import modelfile_text, ollama_template
     from tunesmith.rundir import atomic_write
 
     chat = uses_chat_template(tokenizer, config.data)
-    tools = config.data.messages is not None and not _native_tools(tokenizer, config)
+    tools = form_for(config).turns and not _native_tools(tokenizer, config)
     converted = ollama_template(tokenizer, config.data.system, chat, tools=tools)
     atomic_write(folder / "Modelfile", modelfile_text(gguf_path.name, converted))
     if converted.problem:
@@ -161,10 +164,11 @@ def _write_gguf(config: RunConfig, model: Any, tokenizer: Any, folder: Path, qua
 def _trained_chat_template(tokenizer: Any, config: RunConfig) -> str | None:
     """The template a conversation run in the fallback tool format was trained with; None: the tokenizer's."""
     from tunesmith.data.chat_format import PLAIN_CHAT_TEMPLATE
+    from tunesmith.data.forms import form_for
     from tunesmith.data.tokenize import uses_chat_template
     from tunesmith.export.chat_template import fallback_chat_template
 
-    if config.data.messages is None or _native_tools(tokenizer, config):
+    if not form_for(config).turns or _native_tools(tokenizer, config):
         return None
     own = tokenizer.chat_template if uses_chat_template(tokenizer, config.data) else PLAIN_CHAT_TEMPLATE
     return fallback_chat_template(own)

@@ -19,9 +19,13 @@ COLUMN_GAP = 2  # one space of padding on each side of a column, no rules
 
 def main_metric(row: RunRow, sort: str | None = None) -> str | None:
     """The one metric a narrow listing shows: the sort key, else accuracy for classification, else eval loss."""
+    from tunesmith.data.forms import find_form
+
     if sort:
         return sort
-    candidates = ("accuracy", "eval_accuracy") if row.task == "classification" else ("eval_loss", "loss")
+    config = row.config  # the run's resolved config, flattened to dotted keys
+    form = find_form(row.task, config.get("train.objective", "sft"), lambda key: config.get(f"data.{key}") is not None)
+    candidates = ("accuracy", "eval_accuracy") if form is not None and form.label_head else ("eval_loss", "loss")
     return next((name for name in candidates if name in row.metrics), None)
 
 

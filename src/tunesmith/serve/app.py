@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from tunesmith.serve.batcher import Batcher, Completion, GenerationRequest
 from tunesmith.serve.hosts import allowed_hosts, host_allowed, refusal
 from tunesmith.serve.pool import ModelPool, Route
-from tunesmith.serve.render import chat_prompt, conversation_prompt, encode, is_conversation_run, renderer
+from tunesmith.serve.render import chat_prompt, conversation_prompt, encode, renderer
 from tunesmith.serve.schemas import ChatRequest, ClassifyRequest, CompletionRequest
 from tunesmith.serve.tools import (
     RequestProblem,
@@ -123,7 +123,7 @@ def _route(pool: ModelPool, model: str) -> Route:
 
 def _generative(pool: ModelPool, model: str) -> Route:
     route = _route(pool, model)
-    if route.task == "classification":
+    if not route.form.generates:
         raise ApiError(400, f"model {model!r} is a classification run: use POST /v1/classify", "model")
     return route
 
@@ -133,10 +133,11 @@ def _chat_prompt(route: Route, body: ChatRequest) -> tuple[str, ToolPlan]:
     raw = [m.plain() for m in body.messages]
     try:
         tools = check_tools(body.tools)
-        if route.task == "seq2seq" and tools:
-            raise RequestProblem("tools", f"model {route.id!r} is a seq2seq run: it reads user text, not tools")
-        plan = plan_tools(tools, body.tool_choice, force=route.task != "seq2seq" and not renderer(route).native_tools)
-        if route.task != "seq2seq" and (uses_tools(raw, plan) or is_conversation_run(route)):
+        chat = route.form.serves_chat
+        if not chat and tools:
+            raise RequestProblem("tools", f"model {route.id!r} is a {route.task} run: it reads user text, not tools")
+        plan = plan_tools(tools, body.tool_choice, force=chat and not renderer(route).native_tools)
+        if chat and (uses_tools(raw, plan) or route.form.turns):
             return conversation_prompt(route, request_messages(raw), plan.offered) + plan.prefix, plan
         return chat_prompt(route, _plain_turns(raw)), plan
     except RequestProblem as bad:

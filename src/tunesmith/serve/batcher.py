@@ -329,7 +329,7 @@ def _generate(engine: Engine, rows: list[_Row]) -> None:
     input_ids = torch.tensor([[pad] * (width - len(r.request.input_ids)) + r.request.input_ids for r in rows])
     mask = torch.tensor([[0] * (width - len(r.request.input_ids)) + [1] * len(r.request.input_ids) for r in rows])
     # Encoder-decoder models answer in a separate decoder sequence that starts with one start token.
-    prompt_width = 1 if engine.task == "seq2seq" else width
+    prompt_width = 1 if first.route.form.encoder_decoder else width
     kwargs = _decoding_kwargs(tokenizer, first, max(r.request.max_tokens for r in rows))
     kwargs["stopping_criteria"] = StoppingCriteriaList([_RowTracker(rows, prompt_width)])
     torch.manual_seed(first.seed)

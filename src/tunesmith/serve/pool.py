@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import DataConfig, RunConfig, Task
+from tunesmith.data.forms import DataForm, form_for
 from tunesmith.errors import TunesmithError
 from tunesmith.models.loading import load_model, load_tokenizer
 from tunesmith.models.resolve import ResolvedModel, resolve_model
@@ -49,6 +50,7 @@ class Route:
     adapter: str | None  # a peft adapter name, BASE for adapters off, None for a plain model
     tokenizer: Any
     data: DataConfig
+    form: DataForm  # the data form it was tuned on (a base: its first run's): what it answers, how prompts render
     parent: str | None = None  # the base a run was tuned from
     run: LoadedRun | None = None  # classification runs: predict_texts takes a LoadedRun
     renderer: Any = field(default=None, repr=False)  # its conversation renderer, made on first use (serve.render)
@@ -88,7 +90,7 @@ class _PoolBuilder:
         if name in self.routes:
             raise TunesmithError(f"{run_dir}: another run is already served as {name!r}", hint="serve each run once")
         precision = str(record.data.get("precision", {}).get("value", "fp32"))
-        if config.task == "classification":
+        if form_for(config).label_head:
             self._add_classifier(run_dir, name, config, precision)
             return
         tokenizer = load_tokenizer(ResolvedModel(str(model_dir), str(model_dir), "local"), config.model)
@@ -100,7 +102,7 @@ class _PoolBuilder:
             model = load_model(ResolvedModel(str(model_dir), str(model_dir), "local"), config.model, config.task)
             engine, adapter = _engine(name, model.eval(), config.task, precision, mixed=False), None
             self.bases.setdefault(key, (config, None))
-        self.routes[name] = Route(name, engine, adapter, tokenizer, config.data, parent=config.model.name)
+        self.routes[name] = Route(name, engine, adapter, tokenizer, config.data, form_for(config), config.model.name)
 
     def _add_adapter(self, run_dir: Path, config: RunConfig, key: BaseKey, precision: str) -> tuple[Engine, str]:
         from peft import PeftModel
@@ -130,8 +132,9 @@ class _PoolBuilder:
         else:
             _check_base_fits(config, f"run {run_dir}")
         run = load_run_model(run_dir)
-        engine = _engine(name, run.model, "classification", precision, mixed=False)
-        self.routes[name] = Route(name, engine, None, run.tokenizer, config.data, parent=config.model.name, run=run)
+        engine = _engine(name, run.model, config.task, precision, mixed=False)
+        form = form_for(config)
+        self.routes[name] = Route(name, engine, None, run.tokenizer, config.data, form, config.model.name, run=run)
 
     def _load_base(self, config: RunConfig, what: str) -> Any:
         resolved = _check_base_fits(config, what)
@@ -151,7 +154,7 @@ class _PoolBuilder:
                 adapter = BASE
             tokenizer = load_tokenizer(resolved, config.model)
             data = config.data.model_copy(update={"system": None})  # the base was not tuned with the run's system
-            self.routes[name] = Route(name, engine, adapter, tokenizer, data)
+            self.routes[name] = Route(name, engine, adapter, tokenizer, data, form_for(config))
 
 
 def load_pool(run_dirs: list[Path]) -> ModelPool:
@@ -177,7 +180,7 @@ def attach_engines(pool: ModelPool) -> None:
     seen: set[int] = set()
     for route in pool.routes.values():
         engine = route.engine
-        if id(engine) in seen or engine.task != "causal_lm":
+        if id(engine) in seen or not route.form.decoder_only:
             continue
         seen.add(id(engine))
         adapters = list(getattr(engine.model, "peft_config", {}) or {})

@@ -14,7 +14,7 @@ from tunesmith.serve.pool import Route
 def chat_prompt(route: Route, messages: list[dict[str, str]]) -> str:
     """The text the model reads for a conversation; the run's ``data.system`` applies when none is given."""
     tokenizer, data = route.tokenizer, route.data
-    if route.task == "seq2seq":
+    if not route.form.serves_chat:
         # Encoder-decoder runs were tuned on a bare source text: they read the user turns as is.
         return "\n\n".join(m["content"] for m in messages if m["role"] == "user")
     system = [m["content"] for m in messages if m["role"] in ("system", "developer")]
@@ -28,11 +28,6 @@ def chat_prompt(route: Route, messages: list[dict[str, str]]) -> str:
     if not system and data.system:
         turns.insert(0, {"role": "system", "content": data.system})
     return str(tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True))
-
-
-def is_conversation_run(route: Route) -> bool:
-    """Whether the route was tuned on conversations (data.messages): its prompts render as training's turns."""
-    return route.data.messages is not None
 
 
 def renderer(route: Route) -> ChatRenderer:
@@ -55,5 +50,5 @@ def conversation_prompt(route: Route, messages: list[Message], tools: list[dict[
 
 def encode(route: Route, text: str, chat: bool) -> list[int]:
     """Token ids: a rendered chat prompt carries its own special tokens; a raw prompt gets the tokenizer's."""
-    special = route.task == "seq2seq" or not chat
+    special = not (chat and route.form.serves_chat)
     return list(route.tokenizer(text, add_special_tokens=special)["input_ids"])

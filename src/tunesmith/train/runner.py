@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tunesmith import IMPORTED_AT
 from tunesmith.config import RunConfig, dump_config, load_config
 from tunesmith.console import quiet_libraries, say
-from tunesmith.data.forms import prepare_form_data, read_data
+from tunesmith.data.forms import form_for, prepare_form_data, read_data
 from tunesmith.data.prepare import DataStats, PreparedData, Tables
 from tunesmith.errors import TunesmithError
 from tunesmith.metric_specs import lower_is_better, score_keys, training_metrics
@@ -262,7 +262,7 @@ def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str
 
     if precision == "bf16" and method.adapter and method.packing:
         cast_frozen_weights(model)
-    packing = cfg.train.packing and method.packing and cfg.task == "causal_lm" and supports_packing(model)
+    packing = cfg.train.packing and method.packing and form_for(cfg).token_loss and supports_packing(model)
     from tunesmith.train.objectives import objective_for
 
     packing = packing and objective_for(cfg).packs  # TRL's objectives pad their own batches
@@ -318,7 +318,7 @@ def _build_trainer(cfg: RunConfig, session: _Session, run_dir: Path, stop: Grace
     metrics_file = MetricsFileCallback(run_dir / "metrics.jsonl")
     live = LiveStatusCallback(run_dir / "live.json")  # what the run does now, for the UI
     callbacks: list[Any] = [progress, metrics_file, stop, EvaluationClock(), live]
-    if cfg.eval.metrics and cfg.task != "classification" and session.data.eval is not None:
+    if cfg.eval.metrics and form_for(cfg).generates and session.data.eval is not None:
         # Before early stopping, which reads the metrics this callback adds.
         data = session.data
         callbacks.append(
@@ -399,7 +399,7 @@ def check_selection(cfg: RunConfig) -> None:
     """Fail before training when train.select_by or eval.metrics names something training cannot compute."""
     from tunesmith.evaluate.metrics import build_metrics
 
-    during = training_metrics(cfg.task, cfg.eval.metrics)
+    during = training_metrics(form_for(cfg).label_head, cfg.eval.metrics)
     build_metrics(during)  # an unknown name is one line naming eval.metrics
     produced = {f"eval_{key}" for key in score_keys(during)}
     from tunesmith.train.objectives import objective_for
@@ -427,7 +427,7 @@ def _evaluate_and_save(
             if scored is None:
                 scored = trainer.evaluate()
             metrics = {k: float(v) for k, v in scored.items() if isinstance(v, int | float)}
-        if "eval_loss" in metrics and cfg.task != "classification" and objective_for(cfg).token_loss:
+        if "eval_loss" in metrics and not form_for(cfg).label_head and objective_for(cfg).token_loss:
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
         say("eval: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))

@@ -43,9 +43,10 @@ def shape_multiple(session: Any) -> int | None:
 
 def _loss_arguments(cfg: RunConfig, session: Any) -> dict[str, Any]:
     from tunesmith.data.collate import packed_response_loss
+    from tunesmith.data.forms import form_for
     from tunesmith.train.classification import classification_extras
 
-    if cfg.task == "classification":
+    if form_for(cfg).label_head:
         return classification_extras(cfg, session.data)
     if session.packing:
         return {"compute_loss_func": packed_response_loss}

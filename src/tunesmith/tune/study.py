@@ -111,6 +111,7 @@ def metric_key(cfg: RunConfig, name: str, source: str) -> tuple[str, str | None]
     bare = name.removeprefix("eval_")
     if bare in ("loss",):
         return "eval_loss", None
+    from tunesmith.data.forms import form_for
     from tunesmith.train.objectives import objective_for
 
     reported = objective_for(cfg).eval_metrics(cfg)
@@ -123,7 +124,7 @@ def metric_key(cfg: RunConfig, name: str, source: str) -> tuple[str, str | None]
         )
     produced = score_keys(task_metrics(cfg.task))
     if bare in produced:
-        return f"eval_{bare}", (None if cfg.task == "classification" else produced[bare])
+        return f"eval_{bare}", (None if form_for(cfg).label_head else produced[bare])  # a head's metrics: always
     raise TunesmithError(
         f"{source}: tune.metric: task {cfg.task} does not produce {name!r}",
         hint=f"choose eval_loss or one of {', '.join(sorted(produced))}",

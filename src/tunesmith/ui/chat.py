@@ -77,21 +77,22 @@ class ChatModels:
 
     def keeps_history(self, run_dir: Path) -> bool:
         """Whether the run chats with a history (a conversation run, or a causal LM with a chat template)."""
+        from tunesmith.data.forms import form_for
         from tunesmith.data.tokenize import uses_chat_template
 
         with self._lock:
             run = self._load(run_dir)
-            data = run.config.data
-            return run.config.task == "causal_lm" and (
-                data.messages is not None or uses_chat_template(run.tokenizer, data)
-            )
+            form = form_for(run.config)
+            return form.serves_chat and (form.turns or uses_chat_template(run.tokenizer, run.config.data))
 
     def reply(self, run_dir: Path, message: str, max_new_tokens: int) -> Reply:
         """Answer ``message`` with the run's tuned model and its base (or classify it with both)."""
+        from tunesmith.data.forms import form_for
+
         message = _checked_text(message, "message")
         with self._lock:
             run = self._load(run_dir)
-            if run.config.task == "classification":
+            if form_for(run.config).label_head:
                 return self._classify(run, message)
             return self._generate(run, message, max_new_tokens)
 
