@@ -73,7 +73,8 @@ function applyVisibility() {
   const objective = objectiveField && objectiveTasks.includes(task) ? objectiveField.value : "sft";
   // A conversation table (data.messages) is read as it is: the prompt and response templates do not apply.
   const messages = form.querySelector("[name='data.messages']");
-  const conversation = messages && messages.value.trim() !== "";
+  const messagesObjectives = messages ? (messages.closest(".field").dataset.objectives || objective).split(" ") : [];
+  const conversation = messages && messages.value.trim() !== "" && messagesObjectives.includes(objective);
   form.querySelectorAll(".field").forEach((field) => {
     const tasks = field.dataset.tasks ? field.dataset.tasks.split(" ") : null;
     const methods = field.dataset.methods ? field.dataset.methods.split(" ") : null;
