@@ -679,3 +679,27 @@ def test_a_conversation_table_previews_as_conversations_and_chats_with_history(s
     assert page.locator("#history").input_value() == "[]"
     assert not page.missing and not page.errors, (page.missing, page.errors)
     page.close()
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_the_rewards_section_shows_for_grpo_and_a_reward_s_options_once_picked(shared: Shared) -> None:
+    from playwright.sync_api import expect
+
+    page = shared.page()
+    page.goto(shared.server.url + "/new")
+    expect(page.locator("#field-rewards-length")).to_be_hidden()  # objective sft: no rewards section
+    expect(page.locator("h2", has_text="5. Rewards")).to_be_hidden()
+    page.select_option("#train-objective", "grpo")
+    expect(page.locator("#field-rewards-length")).to_be_visible()
+    expect(page.locator("#field-train-grpo-num_generations")).to_be_visible()
+    expect(page.locator("#field-data-loss_on")).to_be_hidden()  # an SFT key
+    expect(page.locator("#field-rewards-length-min_words")).to_be_hidden()  # until length is picked
+    page.check("#rewards-length")
+    expect(page.locator("#field-rewards-length-min_words")).to_be_visible()
+    expect(page.locator("#field-rewards-regex-must")).to_be_hidden()
+    page.select_option("#task", "classification")  # GRPO samples a causal LM's answers
+    expect(page.locator("#field-train-objective")).to_be_hidden()
+    expect(page.locator("#field-rewards-length")).to_be_hidden()
+    assert not page.missing and not page.errors, (page.missing, page.errors)
+    page.close()

@@ -44,6 +44,8 @@ class ObjectiveDef:
     needs_trl: bool = False
     packs: bool = False  # rows may be packed (token-level loss on tokenised rows)
     token_loss: bool = False  # eval_loss is a per-token likelihood, so perplexity means something
+    # Answers sampled per prompt (GRPO): a batch row is then one answer, and a step's prompts are rows / this.
+    generations: Callable[[RunConfig], int] | None = None
 
 
 OBJECTIVES: dict[str, ObjectiveDef] = {}
@@ -128,5 +130,6 @@ register_objective(
         grpo_metrics,
         OBJECTIVE_CHECKS["grpo"],
         needs_trl=True,
+        generations=lambda cfg: cfg.train.grpo.num_generations,
     )
 )

@@ -243,12 +243,25 @@ def _load(cfg: RunConfig, tables: Tables, watch: Stopwatch | None = None) -> _Se
         f"{trainable:,} trainable / {total:,} parameters ({100 * trainable / total:.2f}%)"
     )
     say(f"precision: {precision[0]} ({precision[1]}); batches: {'packed, no padding' if packing else 'padded'}")
-    batch = global_batch(cfg)
-    say(
-        f"batch: {batch['per_device']} per device x {batch['processes']} processes x {batch['accumulation']} "
-        f"accumulation = {batch['global']} rows per optimizer step"
-    )
+    say(batch_line(cfg))
     return _Session(model, tokenizer, data, resolved, precision, packing, method.adapter)
+
+
+def batch_line(cfg: RunConfig) -> str:
+    """The console's batch line: rows per optimizer step, or, where answers are sampled, prompts and answers."""
+    from tunesmith.train.objectives import objective_for
+
+    batch = global_batch(cfg)
+    sampled = objective_for(cfg).generations
+    unit = "answers" if sampled else "rows"
+    line = (
+        f"batch: {batch['per_device']}{' answers' if sampled else ''} per device x {batch['processes']} processes"
+        f" x {batch['accumulation']} accumulation = {batch['global']} {unit} per optimizer step"
+    )
+    if sampled:
+        per_prompt = sampled(cfg)
+        line += f": {batch['global'] // per_prompt} prompts x {per_prompt} answers each"
+    return line
 
 
 def prepare_for_training(cfg: RunConfig, model: Any, method: Any, precision: str) -> bool:

@@ -8,6 +8,21 @@ from typing import Any
 from tunesmith.track.runview import RunView
 
 CURVE_KEYS = ("loss", "eval_loss")
+REWARD_SHARE = "zero_variance_groups"  # GRPO: the share of prompts whose answers all scored the same
+
+
+def reward_keys(views: list[RunView]) -> tuple[str, ...]:
+    """The reward means a GRPO run logged (reward, reward_<name>, their eval_ twins; no spreads), and the share
+    of groups without signal, in the order first logged."""
+    keys: dict[str, None] = {}
+    for view in views:
+        for row in view.history:
+            for key in row:
+                bare = key.removeprefix("eval_")
+                mean = (bare == "reward" or bare.startswith("reward_")) and not bare.endswith("_std")
+                if mean or key == REWARD_SHARE:
+                    keys.setdefault(key)
+    return tuple(keys)
 
 
 def curves(views: list[RunView], keys: tuple[str, ...] = CURVE_KEYS) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def _checked(request: Request, values: dict[str, str]) -> tuple[Any, dict[str, A
             with request.app.state.doctor_lock:  # one at a time: they share the tokenised-data cache
                 diagnosis = diagnose(config, timing=False, source="form")
         except TunesmithError as err:
-            errors[forms.field_of(str(err))] = str(err)
+            errors[forms.field_of(str(err), raw)] = str(err)
     return config, raw, errors, diagnosis
 
 
@@ -327,8 +327,11 @@ def run_page(request: Request) -> HTMLResponse:
     if not config_text and (run_dir / "launch.yaml").is_file():
         config_text = (run_dir / "launch.yaml").read_text()
     tables = paths.list_tables(settings_of(request).data_root)  # for the Evaluate field
+    # A run whose objective samples and rewards answers (asked of the registry) also charts its rewards.
+    objective = (view.config.get("train") or {}).get("objective") or "sft"
+    rewards = objective in forms.REWARD_OBJECTIVES or bool(progress.reward_keys([view]))
     return render(request, "run.html", run_id=request.query_params["id"], view=view, config_text=config_text,
-                  tables=tables, **_status_context(run_dir))  # fmt: skip
+                  tables=tables, reward_chart=rewards, **_status_context(run_dir))  # fmt: skip
 
 
 def _status_context(run_dir: Path) -> dict[str, Any]:
@@ -378,11 +381,15 @@ def run_status(request: Request) -> HTMLResponse:
 
 @router.get("/run/curves")
 def run_curves(request: Request) -> JSONResponse:
-    """Loss and eval-loss points for the chart."""
+    """Loss and eval-loss points for the chart; ``kind=rewards``: a GRPO run's reward means per step."""
     from tunesmith.track.runview import load_run
 
     run_dir = _run_dir(request)
-    data = progress.curves([load_run(run_dir)])
+    view = load_run(run_dir)
+    if request.query_params.get("kind") == "rewards":
+        data = progress.curves([view], progress.reward_keys([view])) | {"label": "reward"}
+    else:
+        data = progress.curves([view])
     data["live"] = launch.read_status(run_dir)["alive"]
     return JSONResponse(data)
 

@@ -148,3 +148,15 @@ def test_answers_are_sampled_by_the_built_in_engine_seeded_per_answer(tiny_llama
     assert all(0 < len(answer) <= 6 for answer in first)
     ended = [answer for answer in first + later if len(answer) < 6]
     assert all(answer[-1] == 2 and 2 not in answer[:-1] for answer in ended)  # an ended answer keeps its end token
+
+
+def test_the_batch_line_counts_prompts_and_answers(tmp_path: Path, ads: Path) -> None:
+    from tunesmith.train.runner import batch_line
+
+    grpo = grpo_config(tmp_path, "tiny", ads, batch_size=8, grad_accum=2, grpo={"num_generations": 4})
+    assert batch_line(grpo) == (
+        "batch: 8 answers per device x 1 processes x 2 accumulation = 16 answers per optimizer step: "
+        "4 prompts x 4 answers each"
+    )
+    sft = load_config(write_config(tmp_path / "sft.yaml", Path("tiny"), ads, train={"batch_size": 4}))
+    assert batch_line(sft) == "batch: 4 per device x 1 processes x 1 accumulation = 4 rows per optimizer step"

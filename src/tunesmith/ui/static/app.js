@@ -13,7 +13,7 @@ function buildChart(el, data) {
     height: 260,
     scales: { x: { time: false } },
     // Whole-number step ticks only.
-    axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "loss" }],
+    axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: data.label || "loss" }],
     series: [{ label: "step" }].concat(names.map((name, i) => ({
       label: name, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: true,
       points: { show: true, size: 5 },
@@ -67,14 +67,30 @@ function applyVisibility() {
   if (!form) return;
   const task = form.querySelector("[name='task']").value;
   const method = form.querySelector("[name='method.name']").value;
+  // The objective applies only where its field does (GRPO needs a causal LM): elsewhere it is sft.
+  const objectiveField = form.querySelector("[name='train.objective']");
+  const objectiveTasks = objectiveField ? (objectiveField.closest(".field").dataset.tasks || task).split(" ") : [];
+  const objective = objectiveField && objectiveTasks.includes(task) ? objectiveField.value : "sft";
   // A conversation table (data.messages) is read as it is: the prompt and response templates do not apply.
   const messages = form.querySelector("[name='data.messages']");
-  const conversation = messages && messages.value.trim() !== "";
+  const messagesObjectives = messages ? (messages.closest(".field").dataset.objectives || objective).split(" ") : [];
+  const conversation = messages && messages.value.trim() !== "" && messagesObjectives.includes(objective);
   form.querySelectorAll(".field").forEach((field) => {
     const tasks = field.dataset.tasks ? field.dataset.tasks.split(" ") : null;
     const methods = field.dataset.methods ? field.dataset.methods.split(" ") : null;
+    const objectives = field.dataset.objectives ? field.dataset.objectives.split(" ") : null;
     const templated = field.id === "field-data-prompt" || field.id === "field-data-response";
-    field.hidden = (tasks && !tasks.includes(task)) || (methods && !methods.includes(method)) || (conversation && templated);
+    // A reward's options show once the reward is picked.
+    const picked = field.dataset.reward ? form.querySelector(`[name='rewards.${field.dataset.reward}']`).checked : true;
+    field.hidden = (tasks && !tasks.includes(task)) || (methods && !methods.includes(method)) ||
+      (objectives && !objectives.includes(objective)) || (conversation && templated) || !picked;
+  });
+  // A section whose fields are all hidden (the rewards, unless the objective samples answers) goes too.
+  form.querySelectorAll(".group").forEach((group) => {
+    const empty = !Array.from(group.querySelectorAll(".field")).some((field) => !field.hidden);
+    group.hidden = empty;
+    const heading = group.previousElementSibling;
+    if (heading && heading.tagName === "H2") heading.hidden = empty;
   });
 }
 document.addEventListener("input", (event) => {
@@ -128,7 +144,8 @@ function applyTaskDefaults() {
 document.addEventListener("change", (event) => {
   if (event.target.tagName === "SELECT" && event.target.name !== "task") event.target.dataset.touched = "1";
   if (event.target.name === "task") applyTaskDefaults();
-  if (event.target.name === "task" || event.target.name === "method.name") applyVisibility();
+  const shapes = ["task", "method.name", "train.objective"];
+  if (shapes.includes(event.target.name) || (event.target.name || "").startsWith("rewards.")) applyVisibility();
 });
 
 // Download YAML is a plain form POST (a file comes back): a form the preview found wrong would get a bare error
