@@ -4,11 +4,6 @@ Rows live in slots 0..n-1 of a cache allocated up front (grown by doubling when 
 it), each at its own position, so a row can join or leave between any two steps: a joining row's prompt is
 prefilled (with the other joiners, right-padded, causal), a leaving row's slot is filled by the last row.
 A step is a fixed sequence of tensor operations whatever the batch holds; nothing in it loops over rows.
-
-The cache and a decode step's attention are fp32 whatever the weights' dtype: on the CPU, PyTorch's bf16
-attention over one query is several times slower than fp32 (the cache holds the bf16-rounded keys and values,
-the same numbers, and the softmax and the weighted sum run in fp32). Prefill attention, the
-matmuls and the activations between them stay in the decode dtype.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ class Decoder:
         import torch
 
         self.weights, self.dtype = weights, dtype
-        self.cache_dtype = torch.float32  # the KV cache's and a decode step's attention dtype (module docstring)
         self.context = context if context is not None else weights.cos.shape[0]
         self.keys: list[Any] = []
         self.values: list[Any] = []
@@ -53,8 +47,8 @@ class Decoder:
             span = min(max(length, 2 * self.length_capacity, 64), max(self.context, length))
         w = self.weights
         shape = (slots, w.kv_heads, span, w.head_dim)
-        keys = [torch.zeros(shape, dtype=self.cache_dtype) for _ in w.layers]
-        values = [torch.zeros(shape, dtype=self.cache_dtype) for _ in w.layers]
+        keys = [torch.zeros(shape, dtype=self.dtype) for _ in w.layers]
+        values = [torch.zeros(shape, dtype=self.dtype) for _ in w.layers]
         n, old = self.rows, self.length_capacity
         for new, kept in ((keys, self.keys), (values, self.values)):
             for layer, tensor in zip(new, kept, strict=False):
@@ -112,7 +106,7 @@ class Decoder:
         if ragged:
             visible = torch.arange(longest).unsqueeze(0) <= positions.unsqueeze(1)
             hidden = ~visible[:, None, None, :]
-            attend = torch.zeros(n, 1, 1, longest, dtype=self.cache_dtype).masked_fill(hidden, float("-inf"))
+            attend = torch.zeros(n, 1, 1, longest, dtype=self.dtype).masked_fill(hidden, float("-inf"))
         rows = torch.arange(n)
         token_mask = _member_masks(self.adapter_mask) if self.uses_adapters else None
         for index, layer in enumerate(w.layers):
@@ -188,15 +182,14 @@ class Decoder:
         h = F.rms_norm(x, (x.shape[-1],), layer.input_norm, w.eps).to(self.dtype)
         qkv = _project(layer.qkv, h, mask, 3).reshape(n, 1, -1)
         q, k, v = _split_heads(qkv, w)  # [n, heads, 1, d]
-        # Rounded to the decode dtype as before (and as prefill stores keys), then held exactly in fp32.
-        q, k = (_rope(t, cos, sin).to(self.dtype).to(self.cache_dtype) for t in (q, k))
+        q, k = _rope(q, cos, sin).to(self.dtype), _rope(k, cos, sin).to(self.dtype)
         keys, values = self.keys[index], self.values[index]
         keys[rows, :, positions] = k[:, :, 0]
-        values[rows, :, positions] = v[:, :, 0].to(self.cache_dtype)
+        values[rows, :, positions] = v[:, :, 0]
         attn = F.scaled_dot_product_attention(
             q, keys[:n, :, :longest], values[:n, :, :longest], attn_mask=attend, enable_gqa=w.heads != w.kv_heads
         )
-        attn = attn.reshape(n, -1).to(self.dtype)
+        attn = attn.reshape(n, -1)
         return self._mlp(layer, x + _project(layer.o, attn, mask, 1), mask)
 
     def _mlp(self, layer: Layer, x: Any, mask: Any) -> Any:

@@ -167,37 +167,3 @@ def _run(batch: Any, sequences: list[Any], join_every: int) -> None:
             steps += 1
         for sequence in [s for s in batch.rows if s.finished]:
             batch.leave(sequence)
-
-
-def test_bf16_decode_attends_over_an_fp32_cache_as_the_bf16_path_would(noisy: tuple[Any, Any]) -> None:
-    """bf16 weights decode with the KV cache and a step's attention in fp32 (PyTorch's bf16 CPU attention is
-    several times slower); the logits stay those of attention in bf16, to bf16 rounding. Built directly in
-    bf16 so it runs on CPUs without bf16 instructions too (there the engine itself would pick fp32)."""
-    import torch
-
-    from tunesmith.engine import Engine
-    from tunesmith.engine.weights import extract
-
-    model, tokenizer = noisy
-    ids = _ids(tokenizer)  # of different lengths: the ragged steps' mask is in the cache dtype too
-    engine = Engine(extract(model, torch.bfloat16, None, 64), torch.bfloat16, 64)
-
-    def decode(cache_dtype: Any, feed: list[Any] | None) -> tuple[Any, list[Any], Any]:
-        decoder = engine.decoder()
-        if cache_dtype is not None:
-            decoder.cache_dtype = cache_dtype
-        logits = [decoder.prefill(ids, [-1] * len(ids))]
-        tokens = feed or []
-        for step in range(6):
-            if feed is None:
-                tokens.append(logits[-1].argmax(-1))
-            logits.append(decoder.step(tokens[step]))
-        return decoder, tokens, torch.stack(logits)
-
-    decoder, tokens, fast = decode(None, None)
-    assert decoder.cache_dtype == torch.float32
-    assert {t.dtype for t in (*decoder.keys, *decoder.values)} == {torch.float32}
-    _, _, bf16 = decode(torch.bfloat16, tokens)
-    assert fast.dtype == bf16.dtype == torch.float32
-    scale = float(bf16.abs().max())
-    torch.testing.assert_close(fast, bf16, rtol=0, atol=0.02 * scale)  # seen: 0.6% of the largest logit
