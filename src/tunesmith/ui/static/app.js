@@ -142,10 +142,12 @@ function applyTaskDefaults() {
 }
 
 document.addEventListener("change", (event) => {
-  if (event.target.tagName === "SELECT" && event.target.name !== "task") event.target.dataset.touched = "1";
-  if (event.target.name === "task") applyTaskDefaults();
+  // A change event can reach a <form>, whose .name is its input named "name" (the run name), not a string.
+  const name = typeof event.target.name === "string" ? event.target.name : "";
+  if (event.target.tagName === "SELECT" && name !== "task") event.target.dataset.touched = "1";
+  if (name === "task") applyTaskDefaults();
   const shapes = ["task", "method.name", "train.objective"];
-  if (shapes.includes(event.target.name) || (event.target.name || "").startsWith("rewards.")) applyVisibility();
+  if (shapes.includes(name) || name.startsWith("rewards.")) applyVisibility();
 });
 
 // Download YAML is a plain form POST (a file comes back): a form the preview found wrong would get a bare error
