@@ -16,7 +16,16 @@ from tunesmith.engine.batch import Batch, Sequence
 from tunesmith.engine.decoder import Decoder
 from tunesmith.engine.weights import Unsupported, Weights, extract
 
-__all__ = ["Batch", "Engine", "Sequence", "Unsupported", "build_engine", "decode_dtype", "generate_tokens"]
+__all__ = [
+    "Batch",
+    "Engine",
+    "Sequence",
+    "Unsupported",
+    "build_engine",
+    "decode_dtype",
+    "decode_sequences",
+    "generate_tokens",
+]
 
 
 def decode_dtype(precision: str) -> Any:
@@ -72,8 +81,15 @@ def generate_tokens(
     adapter defaults to the engine's first (the active one, for an engine built as the model runs now).
     """
     settings.setdefault("adapter", 0 if engine.weights.adapters else -1)
-    batch = Batch(engine.decoder(), eos)
     sequences = [Sequence(p, max_new_tokens, **settings) for p in prompts]
+    decode_sequences(engine, sequences, max_batch, eos)
+    return [s.tokens for s in sequences]
+
+
+def decode_sequences(engine: Engine, sequences: list[Sequence], max_batch: int, eos: set[int]) -> None:
+    """Decode each of ``sequences`` to its end, in place, ``max_batch`` rows at a time (continuous batching:
+    a finished row leaves at once and the next waiting sequence joins at the next step)."""
+    batch = Batch(engine.decoder(), eos)
     waiting = list(reversed(sequences))
     while waiting or batch.rows:
         joining = [waiting.pop() for _ in range(min(len(waiting), max_batch - len(batch.rows)))]
@@ -84,4 +100,3 @@ def generate_tokens(
             batch.step()
             for sequence in [s for s in batch.rows if s.finished]:
                 batch.leave(sequence)
-    return [s.tokens for s in sequences]

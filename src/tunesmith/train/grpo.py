@@ -132,7 +132,7 @@ def _trainer_class() -> Any:
         def _engine_completions(self, prompt_ids: list[list[int]]) -> list[list[int]] | None:
             import torch
 
-            from tunesmith.engine import Batch, Sequence, Unsupported, build_engine
+            from tunesmith.engine import Unsupported, build_engine
 
             try:
                 with torch.no_grad():
@@ -141,7 +141,7 @@ def _trainer_class() -> Any:
                 say(f"grpo: answers sampled by transformers generate (the built-in engine does not run it: {err})")
                 self.engine_precision = None
                 return None
-            return sample_with_engine(engine, Batch, Sequence, prompt_ids, self.args, self.eos_token_ids, self.state)
+            return sample_with_engine(engine, prompt_ids, self.args, self.eos_token_ids, self.state)
 
         def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
@@ -227,13 +227,7 @@ def rename_metrics(metrics: dict[str, Any]) -> None:
 
 
 def sample_with_engine(
-    engine: Any,
-    batch_class: Any,
-    sequence_class: Any,
-    prompt_ids: list[list[int]],
-    args: Any,
-    eos: list[int],
-    state: Any,
+    engine: Any, prompt_ids: list[list[int]], args: Any, eos: list[int], state: Any
 ) -> list[list[int]]:
     """Sample one answer per prompt (TRL repeats each prompt num_generations times) with the built-in engine.
 
@@ -241,9 +235,11 @@ def sample_with_engine(
     repeats itself. An answer that chose an end token keeps it, as TRL's own generation does, so GRPO also
     learns where to stop.
     """
+    from tunesmith.engine import Sequence, decode_sequences
+
     end = int(eos[0])
     sequences = [
-        sequence_class(
+        Sequence(
             list(ids),
             int(args.max_completion_length),
             adapter=0 if engine.weights.adapters else -1,
@@ -254,17 +250,8 @@ def sample_with_engine(
         )
         for index, ids in enumerate(prompt_ids)
     ]
-    batch = batch_class(engine.decoder(), {int(e) for e in eos})
-    waiting = list(reversed(sequences))
-    limit = max(1, int(args.per_device_eval_batch_size), len(sequences))
-    while waiting or batch.rows:
-        batch.join([waiting.pop() for _ in range(min(len(waiting), limit - len(batch.rows)))])
-        for sequence in [s for s in batch.rows if s.finished]:
-            batch.leave(sequence)
-        if batch.rows:
-            batch.step()
-            for sequence in [s for s in batch.rows if s.finished]:
-                batch.leave(sequence)
+    # All of a step's answers decode in one batch.
+    decode_sequences(engine, sequences, max(1, len(sequences)), {int(e) for e in eos})
     return [s.tokens + ([end] if s.ended else []) for s in sequences]
 
 

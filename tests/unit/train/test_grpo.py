@@ -133,16 +133,16 @@ def test_answers_are_sampled_by_the_built_in_engine_seeded_per_answer(tiny_llama
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tunesmith.engine import Batch, Sequence, build_engine
+    from tunesmith.engine import build_engine
     from tunesmith.train.grpo import sample_with_engine
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32)
     engine = build_engine(model, "fp32")
     args = SimpleNamespace(max_completion_length=6, temperature=1.0, top_p=1.0, seed=1, per_device_eval_batch_size=4)
     prompts = [[1, 5, 9, 12]] * 4  # one prompt, four generations (TRL repeats it)
-    first = sample_with_engine(engine, Batch, Sequence, prompts, args, [2], SimpleNamespace(global_step=0))
-    again = sample_with_engine(engine, Batch, Sequence, prompts, args, [2], SimpleNamespace(global_step=0))
-    later = sample_with_engine(engine, Batch, Sequence, prompts, args, [2], SimpleNamespace(global_step=1))
+    first = sample_with_engine(engine, prompts, args, [2], SimpleNamespace(global_step=0))
+    again = sample_with_engine(engine, prompts, args, [2], SimpleNamespace(global_step=0))
+    later = sample_with_engine(engine, prompts, args, [2], SimpleNamespace(global_step=1))
     assert first == again and first != later  # seeded by train.seed, step and index
     assert len({tuple(answer) for answer in first}) > 1  # a group's answers differ
     assert all(0 < len(answer) <= 6 for answer in first)
