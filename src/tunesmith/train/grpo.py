@@ -43,7 +43,7 @@ def build_grpo_trainer(cfg: RunConfig, session: Any, values: dict[str, Any], cal
     """TRL's GRPOTrainer on the session's model and prompts, rewarded by ``cfg.train.rewards``."""
     from trl import GRPOConfig
 
-    from tunesmith.train.preference import split_adapter
+    from tunesmith.train.preference import TrlMetricNames, split_adapter
 
     rewards = build_rewards(cfg)
     model, peft_config = split_adapter(session.model) if session.adapter else (session.model, None)
@@ -56,7 +56,7 @@ def build_grpo_trainer(cfg: RunConfig, session: Any, values: dict[str, Any], cal
         train_dataset=session.data.train,
         eval_dataset=session.data.eval,
         processing_class=session.tokenizer,
-        callbacks=[GrpoMetricNames(), *callbacks, RewardFailureStop(rewards)],
+        callbacks=[TrlMetricNames(rename_metrics), *callbacks, RewardFailureStop(rewards)],
         peft_config=peft_config,
     )
     trainer.samples_path = run_dir / SAMPLES_FILE
@@ -253,20 +253,6 @@ def sample_with_engine(
     # All of a step's answers decode in one batch.
     decode_sequences(engine, sequences, max(1, len(sequences)), {int(e) for e in eos})
     return [s.tokens + ([end] if s.ended else []) for s in sequences]
-
-
-class GrpoMetricNames(TrainerCallback):
-    """First callback: TRL's rewards/chrf/mean becomes reward_chrf, etc., before anything records them."""
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if logs:
-            rename_metrics(logs)
-
-    def on_evaluate(
-        self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        if metrics:
-            rename_metrics(metrics)
 
 
 class RewardFailureStop(TrainerCallback):

@@ -17,6 +17,7 @@ reference: the preference loss keeps the model near where preference tuning star
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ def build_preference_trainer(cfg: RunConfig, session: Any, values: dict[str, Any
         train_dataset=session.data.train.shuffle(seed=cfg.train.seed) if objective == "kto" else session.data.train,
         eval_dataset=session.data.eval,
         processing_class=session.tokenizer,
-        callbacks=[PreferenceMetricNames(), *callbacks],
+        callbacks=[TrlMetricNames(), *callbacks],
         peft_config=peft_config,
         **kwargs,
     )
@@ -140,19 +141,23 @@ def rename_metrics(metrics: dict[str, Any]) -> None:
         metrics[clear_name(key)] = metrics.pop(key)
 
 
-class PreferenceMetricNames(TrainerCallback):
-    """First callback: TRL's rewards/accuracies become reward_accuracy, etc., before anything records them."""
+class TrlMetricNames(TrainerCallback):
+    """First callback: TRL's metric names become ours (rewards/accuracies -> reward_accuracy, ...) before
+    anything records them; ``rename`` is the objective's renaming, in place."""
+
+    def __init__(self, rename: Callable[[dict[str, Any]], None] = rename_metrics) -> None:
+        self.rename = rename
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if logs:
-            rename_metrics(logs)
+            self.rename(logs)
 
     def on_evaluate(
         self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         # The dict evaluate() returns: checkpoint selection and tune read it after the callbacks.
         if metrics:
-            rename_metrics(metrics)
+            self.rename(metrics)
 
 
 def reference_note(cfg: RunConfig, adapter: bool, location: Path | str) -> str:
