@@ -103,9 +103,9 @@ def normalise_messages(raw: list[Any], need_assistant: bool = True) -> list[Mess
 
 
 def _cell_list(value: Any, name: str) -> list[Any]:
-    # JSONL/Parquet cells hold lists (Parquet: numpy arrays); CSV cells hold the list as a JSON string.
+    # JSONL cells hold lists, CSV cells the list as a JSON string, Parquet cells numpy arrays of Arrow structs.
     if hasattr(value, "tolist") and not isinstance(value, str):
-        value = value.tolist()
+        value = _from_arrow(value)
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -125,7 +125,6 @@ def _tool_list(value: Any) -> list[dict[str, Any]]:
         return []
     tools = _cell_list(value, "tools")
     for index, tool in enumerate(tools):
-        tool = _plain(tool)
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
             raise _Bad(None, f"tools[{index}]", 'expected {"type": "function", "function": {"name": ..., ...}}')
@@ -133,22 +132,25 @@ def _tool_list(value: Any) -> list[dict[str, Any]]:
     return tools
 
 
-def _plain(value: Any) -> Any:
-    # Parquet gives numpy arrays and dicts with None for absent struct fields; make plain JSON values.
+def _from_arrow(value: Any) -> Any:
+    # An Arrow struct column has the union of every row's fields, None where a row has none, so in a Parquet
+    # cell None means "absent" and is dropped (a JSON null inside struct-typed arguments cannot survive Parquet;
+    # arguments stored as a JSON string keep theirs). In JSON data None is a real null and stays.
     if hasattr(value, "tolist") and not isinstance(value, str):
-        return _plain(value.tolist())
+        return _from_arrow(value.tolist())
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if v is not None}
+        return {str(k): _from_arrow(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_from_arrow(v) for v in value]
     return value
 
 
 def _normalise_one(index: int, item: Any) -> Message:
-    item = _plain(item)
+    # Fields the form reads treat None as absent (``"content": null`` beside tool calls); the payloads it passes
+    # on (tool-call arguments, tool schemas) keep their JSON nulls.
     if not isinstance(item, dict):
         raise _Bad(index, "message", f"expected an object with role and content, got {type(item).__name__}")
-    if "from" in item or "value" in item:
+    if item.get("from") is not None or item.get("value") is not None:
         return _from_sharegpt(index, item)
     return _from_openai(index, item)
 
@@ -190,6 +192,8 @@ def _openai_call(index: int, number: int, call: Any) -> dict[str, Any]:
 
 def _arguments(index: int, where: str, value: Any) -> dict[str, Any]:
     # OpenAI sends arguments as a JSON string; many datasets store the object itself. Both become the object.
+    if value is None:
+        return {}
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else {}

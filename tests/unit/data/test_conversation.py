@@ -97,3 +97,46 @@ def test_a_tool_schema_without_a_function_name_is_named() -> None:
     frame = pd.DataFrame({"messages": [OPENAI], "tools": [[{"type": "function", "function": {}}]]})
     with pytest.raises(TunesmithError, match=r"data.tools: t.jsonl row 1: tools\[0\]: expected"):
         read_conversations(frame, "messages", "tools", Path("t.jsonl"))
+
+
+NULL_ARGUMENT = [
+    {"role": "user", "content": "Cancel order A1."},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"type": "function", "function": {"name": "cancel", "arguments": {"order_id": "A1", "note": None}}}],
+    },
+    {"role": "tool", "content": '{"cancelled": true, "refund": null}'},
+    {"role": "assistant", "content": "Done."},
+]
+
+
+def test_a_json_null_argument_stays_in_the_call_and_the_training_text(tmp_path: Path) -> None:
+    from fixtures import build_tokenizer
+    from tunesmith.data.chat_format import chat_renderer
+    from tunesmith.data.tables import read_table
+    from tunesmith.data.turns import render_pieces
+
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps({"messages": NULL_ARGUMENT}) + "\n")
+    (conversation,) = read_conversations(read_table(path, "data.train"), "messages", None, path)
+    call, result = conversation.messages[1], conversation.messages[2]
+    assert call["content"] == ""  # the assistant's null content beside its calls is still "no text"
+    assert call["tool_calls"][0]["function"]["arguments"] == {"order_id": "A1", "note": None}
+    assert result["content"] == '{"cancelled": true, "refund": null}'
+    text = "".join(p.text for p in render_pieces(conversation, chat_renderer(build_tokenizer(), use_template=False)))
+    assert '"arguments": {"order_id": "A1", "note": null}' in text
+
+
+def test_parquet_structs_read_like_json_rows(tmp_path: Path) -> None:
+    # Arrow gives each struct the union of every row's fields, None where a row has none: those are absent.
+    from tunesmith.data.tables import read_table
+
+    messages = json.loads(json.dumps(OPENAI))
+    messages[1]["tool_calls"][0]["function"]["arguments"] = {"order_id": 12}
+    other = [*messages[:1], {"role": "assistant", "content": "Which order?"}]
+    path = tmp_path / "c.parquet"
+    pd.DataFrame({"messages": [messages, other], "tools": [TOOLS, TOOLS]}).to_parquet(path)
+    read = read_conversations(read_table(path, "data.train"), "messages", "tools", path)
+    assert [c.messages for c in read] == [normalise_messages(messages), normalise_messages(other)]
+    assert [c.tools for c in read] == [TOOLS, TOOLS]
