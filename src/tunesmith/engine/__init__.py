@@ -9,6 +9,7 @@ uses ``transformers`` ``generate`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,30 +74,49 @@ def build_engine(model: Any, precision: str, adapters: list[str] | None = None) 
 
 
 def generate_tokens(
-    engine: Engine, prompts: list[list[int]], max_new_tokens: int, max_batch: int, eos: set[int], **settings: Any
+    engine: Engine,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    max_batch: int,
+    eos: set[int],
+    on_finished: Callable[[int], None] | None = None,
+    **settings: Any,
 ) -> list[list[int]]:
     """Answer every prompt, ``max_batch`` rows at a time: a finished row's slot goes to the next prompt at once.
 
     ``settings``: Sequence fields shared by every prompt (adapter, sample, temperature, top_p, seed); the
     adapter defaults to the engine's first (the active one, for an engine built as the model runs now).
+    ``on_finished``: told how many answers have just finished, as they do (for progress lines).
     """
     settings.setdefault("adapter", 0 if engine.weights.adapters else -1)
     sequences = [Sequence(p, max_new_tokens, **settings) for p in prompts]
-    decode_sequences(engine, sequences, max_batch, eos)
+    decode_sequences(engine, sequences, max_batch, eos, on_finished)
     return [s.tokens for s in sequences]
 
 
-def decode_sequences(engine: Engine, sequences: list[Sequence], max_batch: int, eos: set[int]) -> None:
+def decode_sequences(
+    engine: Engine,
+    sequences: list[Sequence],
+    max_batch: int,
+    eos: set[int],
+    on_finished: Callable[[int], None] | None = None,
+) -> None:
     """Decode each of ``sequences`` to its end, in place, ``max_batch`` rows at a time (continuous batching:
     a finished row leaves at once and the next waiting sequence joins at the next step)."""
     batch = Batch(engine.decoder(), eos)
     waiting = list(reversed(sequences))
+
+    def leave_finished() -> None:
+        finished = [s for s in batch.rows if s.finished]
+        for sequence in finished:
+            batch.leave(sequence)
+        if finished and on_finished is not None:
+            on_finished(len(finished))
+
     while waiting or batch.rows:
         joining = [waiting.pop() for _ in range(min(len(waiting), max_batch - len(batch.rows)))]
         batch.join(joining)
-        for sequence in [s for s in batch.rows if s.finished]:
-            batch.leave(sequence)
+        leave_finished()
         if batch.rows:
             batch.step()
-            for sequence in [s for s in batch.rows if s.finished]:
-                batch.leave(sequence)
+            leave_finished()

@@ -24,6 +24,7 @@ from tunesmith.data.conversation import Conversation
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, continue_texts
 from tunesmith.evaluate.metrics import Metric, build_metrics
+from tunesmith.evaluate.progress import Progress
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.evaluate.report import EvalReport, write_eval_outputs
 from tunesmith.metric_specs import default_metrics
@@ -83,10 +84,12 @@ def score_turns(
     decoding: Decoding,
     batch_size: int,
     precision: str,
+    progress: Progress | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """Generate every turn's answer (one call: the engine keeps ``batch_size`` rows decoding), then score them."""
     order = sorted(range(len(turns)), key=lambda i: len(turns[i].prompt))  # similar lengths share a batch
-    answers = continue_texts(model, tokenizer, [turns[i].prompt for i in order], decoding, batch_size, precision)
+    prompts = [turns[i].prompt for i in order]
+    answers = continue_texts(model, tokenizer, prompts, decoding, batch_size, precision, progress)
     outputs = [""] * len(turns)
     for i, text in zip(order, answers, strict=True):
         outputs[i] = text
@@ -143,14 +146,15 @@ def evaluate_conversations(
 
     def score(model: Any, label: str) -> tuple[dict[str, float], list[str]]:
         with watch.measure(f"{label} generation"):
+            progress = Progress(f"eval {label} generation")
             scores, outputs = score_turns(
-                model, run.tokenizer, turns, names, decoding, config.eval.batch_size, run.precision
+                model, run.tokenizer, turns, names, decoding, config.eval.batch_size, run.precision, progress
             )
         if examples:
             with watch.measure(f"{label} loss"):
-                packed = packs_rows(run, model)
+                packed, progress = packs_rows(run, model), Progress(f"eval {label} loss")
                 scores |= teacher_forced_loss(
-                    model, run.tokenizer, examples, config.eval.batch_size, run.precision, packed
+                    model, run.tokenizer, examples, config.eval.batch_size, run.precision, packed, progress
                 ).compute()
         return scores, outputs
 

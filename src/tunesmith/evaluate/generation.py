@@ -13,6 +13,7 @@ from typing import Any
 
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.evaluate.progress import Progress
 from tunesmith.models.precision import autocast
 from tunesmith.models.run_model import base_model_view, load_run_model
 
@@ -41,27 +42,39 @@ def generate(
     decoding: Decoding,
     batch_size: int,
     precision: str,
+    progress: Progress | None = None,
 ) -> list[str]:
-    """Answer each (already rendered from the template) prompt; batches are left-padded for the KV cache."""
+    """Answer each (already rendered from the template) prompt; batches are left-padded for the KV cache.
+    ``progress``: shown answer by answer as they finish."""
     from tunesmith.data.tokenize import prompt_text
 
     # Encoder-decoder models read the source as is (their tokenizer adds the end marker) and answer in a
     # separate decoder sequence; decoder-only models continue the rendered prompt, so we cut the prompt off.
     if config.task == "seq2seq":
-        return _transformers_answers(model, tokenizer, prompts, decoding, batch_size, precision, encoder_decoder=True)
+        return _transformers_answers(
+            model, tokenizer, prompts, decoding, batch_size, precision, encoder_decoder=True, progress=progress
+        )
     texts = [prompt_text(tokenizer, config.data, p) for p in prompts]
-    return continue_texts(model, tokenizer, texts, decoding, batch_size, precision)
+    return continue_texts(model, tokenizer, texts, decoding, batch_size, precision, progress)
 
 
 def continue_texts(
-    model: Any, tokenizer: Any, texts: list[str], decoding: Decoding, batch_size: int, precision: str
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    decoding: Decoding,
+    batch_size: int,
+    precision: str,
+    progress: Progress | None = None,
 ) -> list[str]:
     """A decoder-only model's continuation of each text, read exactly as given (a conversation rendered up to
     its generation prompt, say): no template applied, no special tokens added."""
-    answers = engine_answers(model, tokenizer, texts, decoding, batch_size, precision)
+    answers = engine_answers(model, tokenizer, texts, decoding, batch_size, precision, progress)
     if answers is not None:
         return answers
-    return _transformers_answers(model, tokenizer, texts, decoding, batch_size, precision, encoder_decoder=False)
+    return _transformers_answers(
+        model, tokenizer, texts, decoding, batch_size, precision, encoder_decoder=False, progress=progress
+    )
 
 
 def _transformers_answers(
@@ -72,9 +85,12 @@ def _transformers_answers(
     batch_size: int,
     precision: str,
     encoder_decoder: bool,
+    progress: Progress | None = None,
 ) -> list[str]:
     import torch
 
+    if progress is not None:
+        progress.begin(len(texts), "answers")
     outputs: list[str] = []
     for start in range(0, len(texts), batch_size):
         # Left padding, passed per call: the tokenizer is shared with training's collators (right padding).
@@ -93,11 +109,19 @@ def _transformers_answers(
             generated = model.generate(**inputs, **generate_kwargs(tokenizer, decoding))
         new_tokens = generated if encoder_decoder else generated[:, batch["input_ids"].shape[1] :]
         outputs.extend(t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        if progress is not None:
+            progress.advance(len(new_tokens))
     return outputs
 
 
 def engine_answers(
-    model: Any, tokenizer: Any, texts: list[str], decoding: Decoding, batch_size: int, precision: str
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    decoding: Decoding,
+    batch_size: int,
+    precision: str,
+    progress: Progress | None = None,
 ) -> list[str] | None:
     """The built-in engine's answers to rendered prompts, or None where it does not run this model."""
     from tunesmith.engine import Unsupported, build_engine, generate_tokens
@@ -110,8 +134,12 @@ def engine_answers(
         return None
     ids = [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     settings = {"sample": decoding.do_sample, "temperature": decoding.temperature, "top_p": decoding.top_p}
+    if progress is not None:
+        progress.begin(len(ids), "answers")
+    eos = {int(tokenizer.eos_token_id)}
+    finished = progress.advance if progress is not None else None
     tokens = generate_tokens(
-        engine, ids, decoding.max_new_tokens, batch_size, {int(tokenizer.eos_token_id)}, seed=decoding.seed, **settings
+        engine, ids, decoding.max_new_tokens, batch_size, eos, finished, seed=decoding.seed, **settings
     )
     return [t.strip() for t in tokenizer.batch_decode(tokens, skip_special_tokens=True)]
 

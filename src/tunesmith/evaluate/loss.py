@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.evaluate.progress import Progress
 
 
 @dataclass
@@ -68,16 +69,17 @@ def teacher_forced_loss(
     batch_size: int,
     precision: str,
     packing: bool = False,
+    progress: Progress | None = None,
 ) -> LossTotals:
     """Loss of ``model`` on tokenised (prompt + reference) rows, masked as in training (response tokens only).
 
     ``packing`` (decoder-only models that take packed position ids, as in training): rows are scored as packed
     sequences in which the references of one prompt share its positions, with logits only where a target is
     read, so neither padding, repeated prompts nor prompt positions cost compute; the sums are the same as row
-    by row.
+    by row. ``progress``: shown batch by batch.
     """
     if packing:
-        return _packed_loss(model, examples, precision)
+        return _packed_loss(model, examples, precision, progress)
     import torch
 
     from tunesmith.data.collate import make_collator
@@ -88,12 +90,16 @@ def teacher_forced_loss(
     collate = make_collator(tokenizer, packing=False, task="seq2seq" if encoder_decoder else "causal_lm")
     ordered = sorted(examples, key=lambda e: len(e["input_ids"]))  # similar lengths: little padding
     totals = LossTotals()
+    if progress is not None:
+        progress.begin(-(-len(ordered) // batch_size), "batches")
     for start in range(0, len(ordered), batch_size):
         batch = collate(ordered[start : start + batch_size]).to(model.device)
         with torch.inference_mode(), autocast(precision):
             logits = model(**batch).logits  # labels stay in: T5 builds its decoder inputs from them
         nll, tokens = row_losses(logits, batch["labels"], shift=not encoder_decoder)
         totals.add(float(nll.sum()), int(tokens.sum()))
+        if progress is not None:
+            progress.advance()
     return totals
 
 
@@ -189,7 +195,9 @@ def _packs(examples: list[dict[str, list[int]]]) -> list[_Pack]:
     return [pack for pack in packs if pack.keep]
 
 
-def _packed_loss(model: Any, examples: list[dict[str, list[int]]], precision: str) -> LossTotals:
+def _packed_loss(
+    model: Any, examples: list[dict[str, list[int]]], precision: str, progress: Progress | None
+) -> LossTotals:
     # Every reference of an input shares its prompt: the prompt runs once per pack, not once per reference
     # (8 references of a 70-token prompt and 25-token answers: 270 positions instead of 760), and logits are
     # projected only where a target is read. The sums equal row-by-row scoring up to float rounding.
@@ -198,7 +206,10 @@ def _packed_loss(model: Any, examples: list[dict[str, list[int]]], precision: st
     from tunesmith.models.precision import autocast
 
     totals = LossTotals()
-    for pack in _packs(examples):
+    packs = _packs(examples)
+    if progress is not None:
+        progress.begin(len(packs), "batches")  # a pack is one forward pass
+    for pack in packs:
         inputs = {
             "input_ids": torch.tensor([pack.ids], device=model.device),
             "position_ids": torch.tensor([pack.positions], device=model.device),
@@ -209,4 +220,6 @@ def _packed_loss(model: Any, examples: list[dict[str, list[int]]], precision: st
         with torch.inference_mode(), autocast(precision):
             logits = model(**inputs, use_cache=False).logits
         totals.add(float(token_losses(logits, targets).sum()), int((targets != IGNORE_INDEX).sum()))
+        if progress is not None:
+            progress.advance()
     return totals

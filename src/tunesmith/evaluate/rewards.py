@@ -19,6 +19,7 @@ from tunesmith.data.tables import read_table
 from tunesmith.data.templates import check_columns
 from tunesmith.errors import TunesmithError
 from tunesmith.evaluate.generation import Decoding, generate
+from tunesmith.evaluate.progress import Progress
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.evaluate.report import EvalReport, write_eval_outputs
 from tunesmith.models.run_model import LoadedRun, base_model_view, load_run_model
@@ -50,7 +51,10 @@ def evaluate_rewards(
 
     def answer(model: Any, label: str) -> list[str]:
         with watch.measure(f"{label} generation"):
-            return generate(model, run.tokenizer, config, prompts, decoding, config.eval.batch_size, run.precision)
+            progress = Progress(f"eval {label} generation")
+            return generate(
+                model, run.tokenizer, config, prompts, decoding, config.eval.batch_size, run.precision, progress
+            )
 
     base_outputs = None
     if base:  # first, while the adapter is still separate from the base weights

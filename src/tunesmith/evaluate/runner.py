@@ -19,6 +19,7 @@ from tunesmith.evaluate.generation import Decoding, generate
 from tunesmith.evaluate.kinds import eval_kind_for
 from tunesmith.evaluate.loss import teacher_forced_loss
 from tunesmith.evaluate.metrics import build_metrics
+from tunesmith.evaluate.progress import Progress
 from tunesmith.evaluate.references import EvalSet, build_eval_set, read_source
 from tunesmith.evaluate.report import EvalReport, write_eval_outputs
 from tunesmith.evaluate.scoring_model import inference_model, packs_rows
@@ -133,9 +134,17 @@ def score_model(
     # Prompts of similar length share a batch, so padding wastes little compute. All prompts go at once: the
     # engine keeps batch_size rows decoding, a finished row's place going to the next prompt.
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt))
+    prompts = [examples[i].prompt for i in order]
     with watch.measure(f"{label} generation"):
         every = generate(
-            model, run.tokenizer, run.config, [examples[i].prompt for i in order], decoding, batch_size, run.precision
+            model,
+            run.tokenizer,
+            run.config,
+            prompts,
+            decoding,
+            batch_size,
+            run.precision,
+            Progress(f"eval {label} generation"),
         )
     answered = dict(zip(order, every, strict=True))
     for rows in even_batches(order, batch_size):
@@ -149,7 +158,13 @@ def score_model(
     if loss:
         with watch.measure(f"{label} loss"):
             totals = teacher_forced_loss(
-                model, run.tokenizer, eval_set.tokenized, batch_size, run.precision, packs_rows(run, model)
+                model,
+                run.tokenizer,
+                eval_set.tokenized,
+                batch_size,
+                run.precision,
+                packs_rows(run, model),
+                Progress(f"eval {label} loss"),
             )
         scores |= totals.compute()
     return ModelScores(scores, outputs)

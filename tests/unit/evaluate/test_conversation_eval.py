@@ -165,3 +165,28 @@ def test_limit_and_a_data_file_with_a_malformed_message(run_dir: Path, tmp_path:
     good = write_chats(tmp_path / "more.jsonl", 2)
     report = evaluate_run(run_dir, data=good, base=False, loss=False)
     assert report.data["source"] == "file" and report.data["turns"] == 4
+
+
+def test_eval_shows_progress_for_each_model_and_phase(run_dir: Path) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    done = CliRunner().invoke(app, ["eval", str(run_dir), "--limit", "1"])
+    assert done.exit_code == 0, done.output
+    # One conversation: two assistant turns fit data.max_length; a line as each phase starts and as it ends.
+    ends = [
+        re.search(rf"^eval {model} {phase}: (\d+)/\1 {unit}, \d+ s$", done.output, re.MULTILINE)
+        for model in ("base", "tuned")
+        for phase, unit in (("generation", "answers"), ("loss", "batches"))
+    ]
+    assert all(ends), done.output
+    assert ends[0] is not None and ends[0].group(1) == "2"  # both turns answered
+    starts = [
+        done.output.index(f"eval {model} {phase}: 0/")
+        for model in ("base", "tuned")
+        for phase in ("generation", "loss")
+    ]
+    assert starts == sorted(starts)  # base before tuned, generation before loss

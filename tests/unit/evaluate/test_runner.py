@@ -213,17 +213,26 @@ def test_cli_prints_one_line_and_exits_non_zero(
     assert _nothing_written(run_dir)
 
 
-def test_cli_prints_the_table(
+def test_cli_prints_progress_and_the_table(
     run_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import re
+
     from tunesmith.cli import main
 
     monkeypatch.setattr(sys, "argv", ["tunesmith", "eval", str(run_dir), "--limit", "1"])
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code == 0
-    out = capsys.readouterr().out
-    assert all(word in out for word in ("base", "tuned", "delta", "bleu", "perplexity"))
+    captured = capsys.readouterr()
+    assert all(word in captured.out for word in ("base", "tuned", "delta", "bleu", "perplexity"))
+    # Progress goes to stderr: each model's generation and loss, as each starts and ends, base first.
+    phases = [(model, phase) for model in ("base", "tuned") for phase in ("generation", "loss")]
+    for model, phase in phases:
+        unit = "answers" if phase == "generation" else "batches"
+        assert re.search(rf"^eval {model} {phase}: (\d+)/\1 {unit}, \d+ s$", captured.err, re.MULTILINE), captured.err
+    starts = [captured.err.index(f"eval {model} {phase}: 0/") for model, phase in phases]
+    assert starts == sorted(starts)
 
 
 def test_the_merged_adapter_answers_as_the_unmerged_one_in_fp32(run_dir: Path) -> None:
