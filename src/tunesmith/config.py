@@ -469,8 +469,10 @@ class TuneConfig(_Section):
         "to sample a key only for some values of another.",
     )
     num_trials: int = Field(8, ge=1, description="Configurations sampled (skipped and failed ones count).")
-    metric: str = Field(
-        "eval_loss", description="What the study optimises: eval_loss or a task metric (bleu, rougeL, accuracy...)."
+    metric: str | None = Field(
+        None,
+        description="What the study optimises: eval_loss or a task metric (bleu, rougeL, accuracy...); unset: the "
+        "objective's own score (eval_loss; grpo: reward, the mean weighted reward of the eval prompts' answers).",
     )
     mode: Literal["min", "max"] | None = Field(
         None, description="min or max; unset: min for losses and perplexity, max for everything else."

@@ -46,6 +46,7 @@ class ObjectiveDef:
     token_loss: bool = False  # eval_loss is a per-token likelihood, so perplexity means something
     # Answers sampled per prompt (GRPO): a batch row is then one answer, and a step's prompts are rows / this.
     generations: Callable[[RunConfig], int] | None = None
+    tune_metric: str = "loss"  # what a search optimises when tune.metric is unset (an evaluation's key, no eval_)
 
 
 OBJECTIVES: dict[str, ObjectiveDef] = {}
@@ -131,5 +132,6 @@ register_objective(
         OBJECTIVE_CHECKS["grpo"],
         needs_trl=True,
         generations=lambda cfg: cfg.train.grpo.num_generations,
+        tune_metric="reward",  # GRPO's eval_loss is the policy loss of sampled answers, not a measure of quality
     )
 )

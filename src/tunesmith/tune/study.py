@@ -106,14 +106,18 @@ def _tune_section(cfg: RunConfig, source: str) -> TuneConfig:
     return cfg.tune
 
 
-def metric_key(cfg: RunConfig, name: str, source: str) -> tuple[str, str | None]:
-    """(the Trainer's name of the metric, the eval.metrics entry that produces it or None for the loss)."""
-    bare = name.removeprefix("eval_")
-    if bare in ("loss",):
-        return "eval_loss", None
+def metric_key(cfg: RunConfig, name: str | None, source: str) -> tuple[str, str | None]:
+    """(the Trainer's name of the metric, the eval.metrics entry that produces it or None for the loss).
+
+    ``name`` None (tune.metric unset): the objective's own score, eval_loss or, for grpo, the mean reward.
+    """
     from tunesmith.data.forms import form_for
     from tunesmith.train.objectives import objective_for
 
+    name = name or objective_for(cfg).tune_metric
+    bare = name.removeprefix("eval_")
+    if bare in ("loss",):
+        return "eval_loss", None
     reported = objective_for(cfg).eval_metrics(cfg)
     if reported:  # TRL's objectives report their own metrics at each evaluation (grpo: the mean reward)
         if bare in reported:

@@ -71,10 +71,17 @@ def build_trial(setup: TrialSetup, values: dict[str, Any], index: int) -> RunCon
 
 
 def planned_steps(cfg: RunConfig, train_rows: int, processes: int = 1) -> int:
-    """Optimizer steps the run will take (max_steps, or epochs over the training rows split among processes)."""
+    """Optimizer steps the run will take (max_steps, or epochs over the training rows split among processes).
+
+    Where answers are sampled (grpo), a batch row is one answer: each training prompt fills num_generations rows.
+    """
+    from tunesmith.train.objectives import objective_for
+
     if cfg.train.max_steps:
         return cfg.train.max_steps
-    per_epoch = math.ceil(math.ceil(train_rows / (cfg.train.batch_size * processes)) / cfg.train.grad_accum)
+    sampled = objective_for(cfg).generations
+    rows = train_rows * (sampled(cfg) if sampled else 1)
+    per_epoch = math.ceil(math.ceil(rows / (cfg.train.batch_size * processes)) / cfg.train.grad_accum)
     return max(1, math.ceil(per_epoch * cfg.train.epochs))
 
 

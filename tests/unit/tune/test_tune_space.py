@@ -117,6 +117,19 @@ def test_metric_names_come_from_the_task(tmp_path: Path) -> None:
         metric_key(cfg, "accuracy", "c")
 
 
+def test_a_grpo_study_optimises_the_mean_reward_unless_told_otherwise(tmp_path: Path) -> None:
+    from tunesmith.metric_specs import direction
+
+    grpo = {"objective": "grpo", "batch_size": 4, "rewards": [{"name": "chrf"}], "grpo": {"num_generations": 2}}
+    cfg = load_config(_config(tmp_path, {"space": SPACE}, train=grpo))
+    assert metric_key(cfg, None, "c") == ("eval_reward", None) and direction("eval_reward") == "max"
+    assert metric_key(cfg, "reward_chrf", "c") == ("eval_reward_chrf", None)
+    with pytest.raises(TunesmithError, match="train.objective grpo does not produce 'bleu'"):
+        metric_key(cfg, "bleu", "c")
+    sft = load_config(_config(tmp_path, {"space": SPACE}))
+    assert sft.tune is not None and sft.tune.metric is None and metric_key(sft, None, "c") == ("eval_loss", None)
+
+
 def test_an_unreachable_address_fails_fast() -> None:
     with pytest.raises(TunesmithError, match="cannot reach the Ray cluster"):
         check_address("ray://127.0.0.1:1")
@@ -209,3 +222,9 @@ def test_a_local_ray_holds_every_worker_of_a_trial_and_steps_count_all_processes
     config = write_config(tmp_path / "c.yaml", tmp_path, tmp_path / "t.csv")
     cfg = load_config(config, ["train.epochs=1", "train.max_steps=null"])
     assert planned_steps(cfg, 96) == 2 * planned_steps(cfg, 96, processes=2)
+    # GRPO: a batch row is one sampled answer, so 12 prompts x 2 answers fill 6 batches of 4.
+    grpo = {"objective": "grpo", "batch_size": 4, "rewards": [{"name": "chrf"}], "grpo": {"num_generations": 2}}
+    grpo_cfg = load_config(
+        write_config(tmp_path / "g.yaml", tmp_path, tmp_path / "t.csv", train=grpo | {"max_steps": None})
+    )
+    assert planned_steps(grpo_cfg, 12) == 6 and planned_steps(cfg, 12) == 3

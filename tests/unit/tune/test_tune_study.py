@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import write_config
+from fixtures import write_ads_csv, write_config
 from tunesmith.config import load_config
 from tunesmith.rundir import RunRecord
 
@@ -156,3 +156,30 @@ def test_trials_on_two_ray_train_workers_report_to_asha_and_write_one_run_each(
     evaluations = [json.loads(line) for line in (completed / "metrics.jsonl").read_text().splitlines()]
     eval_steps = [e["step"] for e in evaluations if "eval_loss" in e]
     assert eval_steps == [2, 4, 6, 8]  # 4 evaluations, each written once; the last one is the result (no re-scoring)
+
+
+def test_a_grpo_study_maximises_the_mean_reward(ray_session: None, tiny_llama: Path, tmp_path: Path) -> None:
+    from tunesmith.tune.study import tune_from_file
+
+    table = write_ads_csv(tmp_path / "ads.csv", repeat=1)  # 6 training prompts, 2 held out
+    # Longer answers score higher (words / 30), so the trial allowed 12 new tokens must beat the one allowed 2.
+    train = {"objective": "grpo", "max_steps": 2, "batch_size": 4, "logging_steps": 1}
+    train |= {"rewards": [{"name": "length", "min_words": 30}], "grpo": {"num_generations": 2}}
+    points = [{"train.grpo.max_new_tokens": 2}, {"train.grpo.max_new_tokens": 12}]
+    space = {"train.grpo.max_new_tokens": {"choice": [2, 12]}}
+    tune = {"space": space, "num_trials": 2, "evaluations": 2, "points": points, "scheduler": {"name": "fifo"}}
+    config = write_config(tmp_path / "grpo.yaml", tiny_llama, table, train=train, tune=tune | {"max_concurrent": 2})
+    result = tune_from_file(config, [], tmp_path / "tune")
+
+    assert (result.metric, result.mode) == ("eval_reward", "max")  # no tune.metric: GRPO's mean reward
+    assert json.loads((result.study_dir / "study.json").read_text())["metric"] == "eval_reward"
+    rows = _rows(result.study_dir)
+    assert [r["status"] for r in rows] == ["completed", "completed"] and all(r["iterations"] == "2" for r in rows)
+    for row in rows:  # what the study ranked is what each GRPO run logged as its evaluations' mean reward
+        logged = [json.loads(line) for line in (Path(row["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+        assert float(row["best_eval_reward"]) == pytest.approx(
+            max(x["eval_reward"] for x in logged if "eval_reward" in x)
+        )
+    short, long = sorted(rows, key=lambda r: int(r["train.grpo.max_new_tokens"]))
+    assert float(long["best_eval_reward"]) > float(short["best_eval_reward"])
+    assert result.best is not None and result.best.params["train.grpo.max_new_tokens"] == 12
