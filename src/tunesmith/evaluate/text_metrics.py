@@ -1,10 +1,13 @@
 """Generation metrics through their maintained libraries: sacrebleu (BLEU, chrF) and rouge-score.
 
-Scales are the libraries' own: BLEU and chrF 0-100, ROUGE and exact match 0-1.
+Scales are the libraries' own: BLEU and chrF 0-100, ROUGE and exact match 0-1. A metric that saw no row (a
+conversation eval whose every reference turn calls a tool has no text to compare) is NaN, not 0: eval.json
+writes it as null and the table as "-", as the tool-call metrics do for a zero denominator.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +35,7 @@ class _CorpusStatistics:
             self.totals = [a + b for a, b in zip(self.totals, row, strict=True)] if self.totals else list(row)
 
     def score(self) -> float:
-        return float(self.metric._compute_score_from_stats(self.totals).score) if self.totals else 0.0
+        return float(self.metric._compute_score_from_stats(self.totals).score) if self.totals else math.nan
 
 
 def reference_streams(references: Sequence[Sequence[str]]) -> list[list[str | None]]:
@@ -108,8 +111,8 @@ class Rouge:
             self._rows += 1
 
     def compute(self) -> dict[str, float]:
-        """Mean F-measure per ROUGE type, 0-1."""
-        return {kind: total / self._rows if self._rows else 0.0 for kind, total in self._sums.items()}
+        """Mean F-measure per ROUGE type, 0-1 (NaN before any row)."""
+        return {kind: total / self._rows if self._rows else math.nan for kind, total in self._sums.items()}
 
     def state(self) -> dict[str, Any]:
         """F-measure sums and the row count."""
@@ -131,8 +134,8 @@ class ExactMatch:
             self._rows += 1
 
     def compute(self) -> dict[str, float]:
-        """{"exact_match": share of matching rows, 0-1}."""
-        return {"exact_match": self._hits / self._rows if self._rows else 0.0}
+        """{"exact_match": share of matching rows, 0-1 (NaN before any row)}."""
+        return {"exact_match": self._hits / self._rows if self._rows else math.nan}
 
     def state(self) -> dict[str, Any]:
         """Matching rows and the row count."""

@@ -190,3 +190,23 @@ def test_eval_shows_progress_for_each_model_and_phase(run_dir: Path) -> None:
         for phase in ("generation", "loss")
     ]
     assert starts == sorted(starts)  # base before tuned, generation before loss
+
+
+def test_text_metrics_are_undefined_when_every_reference_turn_calls_a_tool(run_dir: Path, tmp_path: Path) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("".join(json.dumps({"messages": conversation(n)[:3], "tools": TOOLS}) + "\n" for n in range(2)))
+    done = CliRunner().invoke(app, ["eval", str(run_dir), "--data", str(calls), "--no-loss"])
+    assert done.exit_code == 0, done.output
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert (report["data"]["turns"], report["data"]["text_turns"]) == (2, 0)
+    # No text turn: BLEU has nothing to compare, so it is null (not 0.0); the tool-call scores are numbers.
+    assert report["metrics"]["base"]["bleu"] is None and report["metrics"]["tuned"]["bleu"] is None
+    assert report["delta"]["bleu"] is None
+    assert isinstance(report["metrics"]["tuned"]["call_decision_accuracy"], float)
+    assert re.search(r"bleu ↑\s*│\s*-\s*│\s*-\s*│\s*-\s*│", done.output), done.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -87,6 +88,13 @@ def test_exact_match_counts_any_reference_and_ignores_whitespace_runs() -> None:
 
 def test_exact_match_is_case_sensitive() -> None:
     assert _fed_in_batches("exact_match", ["Yes"], [["yes"]])["exact_match"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["bleu", "chrf", "rouge", "exact_match"])
+def test_a_text_metric_with_no_row_to_score_is_undefined_not_zero(name: str) -> None:
+    # A conversation eval whose reference turns all call tools feeds the text metrics empty batches.
+    scores = _fed_in_batches(name, [], [])
+    assert scores and all(math.isnan(value) for value in scores.values()), scores
 
 
 def test_accuracy_and_macro_f1_equal_scikit_learn() -> None:
