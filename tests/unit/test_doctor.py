@@ -230,6 +230,25 @@ def test_conversations_longer_than_max_length_are_counted(tmp_path: Path, tiny_l
     assert "truncated" in codes(report) and not report.blocking
 
 
+def test_no_conversation_within_max_length_says_so_and_what_to_raise(tmp_path: Path, tiny_llama: Path) -> None:
+    table = write_chats(tmp_path / "chats.jsonl", [CHAT, SMALL_TALK, CHAT, SMALL_TALK])
+    report = diagnose(load_config(chat_config(tmp_path, tiny_llama, table, max_length=16)), timing=False)
+    assert report.lengths is not None and report.lengths.dropped_truncated == report.lengths.rows == 4
+    shortest = report.lengths.min
+    assert report.blocking and report.ranked()[0].code == "all-truncated"
+    assert report.ranked()[0].message == (
+        f"no conversation keeps an assistant turn within data.max_length=16 tokens; "
+        f"max_length {shortest} keeps the shortest conversation whole"
+    )
+    lines = statistics_lines_of(report).splitlines()
+    turn_lines = [line for line in lines if line.startswith("tokens per turn")]
+    assert turn_lines == [
+        "tokens per turn: none, no conversation fits data.max_length=16; "
+        f"raise it ({shortest} keeps the shortest whole)"
+    ]
+    assert not any(line.startswith("tokens with loss") for line in lines)  # 0% of nothing says nothing
+
+
 BAD_MESSAGES = [
     ({"role": "bot", "content": "hi"}, "message 1: role: unknown role 'bot'; expected one of system, user"),
     ({"role": "tool", "content": "42"}, "message 1: role: a tool result with no tool call before it"),

@@ -220,23 +220,34 @@ def statistics_lines(report: Diagnosis) -> list[str]:
     if report.labels is not None:
         lines.append("labels: " + ", ".join(f"{label} {count}" for label, count in report.labels.items()))
     if report.conversations is not None:
-        lines.extend(conversation_lines(report.conversations))
+        lines.extend(conversation_lines(report.conversations, report.lengths))
     return lines
 
 
-def conversation_lines(stats: ConversationStats) -> list[str]:
+def conversation_lines(stats: ConversationStats, lengths: Lengths | None = None) -> list[str]:
     """Turns, tokens per turn, loss share and tool calls of conversation data, as short lines."""
     turns, calls = stats.turns, stats.tool_calls
     renderer = "the chat template" if stats.renderer == "native" else "the tunesmith fallback"
     per_role = ", ".join(f"{role} median {n['median']:g} max {n['max']:g}" for role, n in stats.tokens_per_turn.items())
+    if per_role:
+        tokens = [f"tokens per turn: {per_role}", f"tokens with loss: {100 * stats.loss_share:.1f}% of all tokens"]
+    else:  # every conversation was dropped: no turn was tokenised, nothing carries loss
+        tokens = ["tokens per turn: none, " + _nothing_fits(lengths)]
     return [
         f"turns per conversation: min {turns['min']:g}, median {turns['median']:g}, max {turns['max']:g}",
-        f"tokens per turn: {per_role}",
-        f"tokens with loss: {100 * stats.loss_share:.1f}% of all tokens",
+        *tokens,
         f"tool calls: {calls['total']:g} in all, median {calls['median']:g} max {calls['max']:g} per conversation, "
         f"{calls['with_calls']:g} of {stats.conversations} conversations call a tool"
         + (f"; tools rendered by {renderer}" if calls["total"] else ""),
     ]
+
+
+def _nothing_fits(lengths: Lengths | None) -> str:
+    if lengths is None:
+        return "no conversation fits data.max_length; raise it"
+    return (
+        f"no conversation fits data.max_length={lengths.max_length}; raise it ({lengths.min} keeps the shortest whole)"
+    )
 
 
 def _render_rows(frame: pd.DataFrame, templates: list[str]) -> _Rows:

@@ -133,7 +133,8 @@ def _check_cuts(report: Diagnosis, cfg: RunConfig) -> None:
         report.add(
             "blocking",
             "all-truncated",
-            f"no conversation keeps an assistant turn within data.max_length={cfg.data.max_length} tokens",
+            f"no conversation keeps an assistant turn within data.max_length={cfg.data.max_length} tokens; "
+            f"max_length {n.min} keeps the shortest conversation whole",
         )
     elif n.truncated:
         report.add(
