@@ -104,7 +104,9 @@ NULL_ARGUMENT = [
     {
         "role": "assistant",
         "content": None,
-        "tool_calls": [{"type": "function", "function": {"name": "cancel", "arguments": {"order_id": "A1", "note": None}}}],
+        "tool_calls": [
+            {"type": "function", "function": {"name": "cancel", "arguments": {"order_id": "A1", "note": None}}}
+        ],
     },
     {"role": "tool", "content": '{"cancelled": true, "refund": null}'},
     {"role": "assistant", "content": "Done."},
