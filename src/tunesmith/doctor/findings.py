@@ -108,6 +108,11 @@ class Timing:
     seconds_for_run: float
     peak_rss_mb: float
     peak_gpu_mb: float | None = None
+    # GRPO: a step samples its answers (generation_seconds of seconds_per_step), then optimises on them.
+    generation_seconds: float | None = None
+    prompts_per_step: int = 0
+    answers_per_step: int = 0
+    answers_sampled: int = 0  # base-model answers the doctor sampled and timed
 
 
 @dataclass
