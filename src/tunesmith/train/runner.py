@@ -100,7 +100,7 @@ def train(
             for callback in callbacks or []:
                 trainer.add_callback(callback)
             with watch.measure("train"):
-                trainer.train(resume_from_checkpoint=checkpoint)
+                _train_from(trainer, checkpoint, cfg.train.max_steps)
             _split_evaluation_time(trainer, watch)
             _raise_evaluation_failure(trainer, run_dir)
             _raise_reward_failure(trainer, run_dir)
@@ -479,6 +479,22 @@ def _save(cfg: RunConfig, session: _Session, trainer: Any, model_dir: Path) -> N
         merged = trainer.model.merge_and_unload()
         merged.save_pretrained(str(model_dir / "merged"))
         session.tokenizer.save_pretrained(str(model_dir / "merged"))
+
+
+def _train_from(trainer: Any, checkpoint: str | None, max_steps: int | None) -> None:
+    """Train, from ``checkpoint`` when resuming; a checkpoint already at train.max_steps is only restored.
+
+    transformers checks max_steps after each step, so resuming from a checkpoint at max_steps (a run stopped
+    right after its last save, or resumed with a lower max_steps) would train one step more than asked.
+    """
+    if checkpoint is None or max_steps is None or checkpoint_step(Path(checkpoint)) < max_steps:
+        trainer.train(resume_from_checkpoint=checkpoint)
+        return
+    from transformers.trainer_callback import TrainerState
+
+    say(f"resume: {Path(checkpoint).name} already reached train.max_steps={max_steps}; no step left to train")
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json"))
 
 
 def _check_resumable(run_dir: Path) -> str | None:
