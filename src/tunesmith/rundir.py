@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import tempfile
@@ -48,6 +49,20 @@ def new_run_dir(output_dir: Path, name: str) -> Path:
     raise TunesmithError(f"--output-dir {output_dir}: cannot create a new run directory")
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float as None: JSON has no NaN, and a browser's JSON.parse refuses it.
+
+    An undefined score (BLEU with no text turn to compare) is NaN in memory; run.json records it as null.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
 class RunRecord:
     """run.json of one run directory: versions, hashes, status and timings."""
 
@@ -61,7 +76,7 @@ class RunRecord:
         """Merge fields and rewrite run.json atomically."""
         self.data.update(fields)
         if self.writable:
-            atomic_write(self.path, json.dumps(self.data, indent=2, default=str) + "\n")
+            atomic_write(self.path, json.dumps(json_safe(self.data), indent=2, default=str) + "\n")
 
     def set_status(self, status: Status, **fields: Any) -> None:
         """Record a status change (and when it happened)."""

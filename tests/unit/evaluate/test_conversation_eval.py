@@ -210,3 +210,33 @@ def test_text_metrics_are_undefined_when_every_reference_turn_calls_a_tool(run_d
     assert report["delta"]["bleu"] is None
     assert isinstance(report["metrics"]["tuned"]["call_decision_accuracy"], float)
     assert re.search(r"bleu ↑\s*│\s*-\s*│\s*-\s*│\s*-\s*│", done.output), done.output
+
+
+def _strict_json(text: str) -> Any:
+    # What a browser's JSON.parse accepts: no NaN or Infinity.
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_training_run_with_no_text_turn_shows_bleu_undefined(
+    tiny_llama: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    table = tmp_path / "calls.jsonl"
+    table.write_text("".join(json.dumps({"messages": conversation(n)[:2], "tools": TOOLS}) + "\n" for n in range(8)))
+    config = write_config(
+        tmp_path / "config.yaml",
+        tiny_llama,
+        table,
+        train={"max_steps": 1, "batch_size": 4},
+        eval={"batch_size": 4, "max_new_tokens": 4, "metrics": ["tool_calls", "bleu"]},
+    )
+    raw = yaml.safe_load(config.read_text())
+    raw["data"] = {"train": str(table), "messages": "messages", "tools": "tools", "eval_fraction": 0.25}
+    config.write_text(yaml.safe_dump(raw))
+    run_dir = train_into(tmp_path, config)
+    summary = [line for line in capfd.readouterr().err.splitlines() if line.startswith("eval: loss")]
+    assert summary and "bleu -" in summary[-1] and "nan" not in summary[-1], summary
+    record = _strict_json((run_dir / "run.json").read_text())
+    assert record["metrics"]["eval_bleu"] is None  # undefined, written as null: the UI reads run.json
