@@ -160,3 +160,65 @@ def test_the_batch_line_counts_prompts_and_answers(tmp_path: Path, ads: Path) ->
     )
     sft = load_config(write_config(tmp_path / "sft.yaml", Path("tiny"), ads, train={"batch_size": 4}))
     assert batch_line(sft) == "batch: 4 per device x 1 processes x 1 accumulation = 4 rows per optimizer step"
+
+
+def test_every_built_in_reward_scores_a_tiny_model_step_and_fails_random_answers(
+    tmp_path: Path, tiny_llama: Path
+) -> None:
+    """Each built-in reward runs in a real GRPO step on the tiny model's answers (a few random tokens, which
+    satisfy none of them) and is logged; the doctor scores the text, column, regex and length rewards 1.0 on the
+    reference answers, which satisfy them."""
+    import csv
+
+    from tunesmith.config import REWARD_OPTIONS
+    from tunesmith.doctor import diagnose
+
+    call = json.dumps({"name": "lookup_order", "arguments": {"order_id": "A17"}})
+    table = tmp_path / "prompts.csv"
+    with table.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["product", "answer", "mood", "call"])
+        for product in ("Lamp", "Desk", "Vase", "Mug"):  # the answer is the reference every reward below asks for
+            writer.writerow([product, f"Buy the {product} now", "positive", call])
+    rewards = [
+        {"name": "chrf"},
+        {"name": "bleu"},
+        {"name": "rouge"},
+        {"name": "exact_match"},
+        {"name": "contains_columns", "columns": ["product"]},
+        {"name": "regex", "must": ["^Buy "], "must_not": ["[0-9]"]},
+        {"name": "json_schema", "schema": {"type": "object", "required": ["order_id"]}},
+        {"name": "tool_call", "column": "call"},
+        {"name": "label", "column": "mood", "labels": ["positive", "negative"]},
+        {"name": "length", "min_words": 4, "max_words": 6},
+    ]
+    assert {r["name"] for r in rewards} == set(REWARD_OPTIONS) - {"python"}  # a new built-in joins this test
+    path = write_config(
+        tmp_path / "all.yaml",
+        tiny_llama,
+        table,
+        data={"prompt": "Write the ad for {product}.", "response": "{answer}", "eval_fraction": 0},
+        train={
+            "objective": "grpo",
+            "max_steps": 1,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "rewards": rewards,
+            "grpo": {"num_generations": 2, "max_new_tokens": 4},
+        },
+    )
+    run_dir = train(load_config(path), output_dir=tmp_path / "runs").run_dir
+    (step,) = [line for line in metric_lines(run_dir) if "loss" in line]
+    for name in REWARD_OPTIONS.keys() - {"python"}:
+        assert 0 <= step[f"reward_{name}"] < 1, (name, step[f"reward_{name}"])  # random tokens fail every reward
+
+    # The same rewards on answers that satisfy them: the reference for the text rewards, a call or JSON for the rest.
+    report = diagnose(load_config(path), timing=False)
+    scored = {
+        p.message.split(" on the references")[0]: p.message for p in report.problems if "references:" in p.message
+    }
+    for index, reward in enumerate(rewards):
+        message = scored.get(f"train.rewards.{index} {reward['name']}", "")
+        if reward["name"] in {"json_schema", "tool_call", "label"}:
+            continue  # the reference ad is no JSON, no call and no label: scored by the reward tests instead
+        assert message.endswith("mean 1.000, std 0.000"), (reward["name"], message, report.problems)
