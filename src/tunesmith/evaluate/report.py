@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tunesmith.evaluate.references import EvalExample
 from tunesmith.metric_specs import lower_is_better
-from tunesmith.rundir import atomic_write, now_iso
+from tunesmith.rundir import atomic_write, json_safe, now_iso
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,10 +47,11 @@ def eval_json(report: EvalReport) -> str:
         "rows": len(report.examples),
         "decoding": report.decoding,
         "metric_names": report.metric_names,
-        "metrics": {"base": _defined(report.base), "tuned": _defined(report.tuned)},
-        "delta": _defined(report.delta()),
+        "metrics": {"base": report.base, "tuned": report.tuned},
+        "delta": report.delta(),
     } | (report.extra or {})
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    # A score with nothing to count (tool-call JSON validity when no call was written) is NaN: null in JSON.
+    return json.dumps(json_safe(document), indent=2, ensure_ascii=False) + "\n"
 
 
 def samples_jsonl(report: EvalReport) -> str:
@@ -65,13 +66,6 @@ def samples_jsonl(report: EvalReport) -> str:
         } | (report.sample_fields[i] if report.sample_fields is not None else {})
         lines.append(json.dumps(row, ensure_ascii=False) + "\n")
     return "".join(lines)
-
-
-def _defined(scores: dict[str, float] | None) -> dict[str, float | None] | None:
-    # A score with nothing to count (tool-call JSON validity when no call was written) is NaN: null in JSON.
-    if scores is None:
-        return None
-    return {key: None if math.isnan(value) else value for key, value in scores.items()}
 
 
 def write_eval_outputs(report: EvalReport) -> None:
@@ -94,13 +88,14 @@ def metrics_table(report: EvalReport) -> Table:
         table.add_column("delta", justify="right")
     for key, value in report.tuned.items():
         arrow = "↓" if lower_is_better(key) else "↑"
-        base_cell = [_number(report.base.get(key))] if report.base is not None else []
+        base_cell = [score_text(report.base.get(key))] if report.base is not None else []
         delta_cell = [_signed(delta.get(key))] if delta is not None else []
-        table.add_row(f"{key} {arrow}", *base_cell, _number(value), *delta_cell)
+        table.add_row(f"{key} {arrow}", *base_cell, score_text(value), *delta_cell)
     return table
 
 
-def _number(value: float | None) -> str:
+def score_text(value: float | None) -> str:
+    """A score as shown in tables and summary lines: 4 decimals, "-" when it is undefined (None or NaN)."""
     return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 

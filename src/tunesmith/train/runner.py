@@ -443,8 +443,9 @@ def _evaluate_and_save(
         if "eval_loss" in metrics and not form_for(cfg).label_head and objective_for(cfg).token_loss:
             metrics["eval_perplexity"] = math.exp(min(metrics["eval_loss"], 50.0))
         shown = {k.removeprefix("eval_"): v for k, v in metrics.items() if k in SUMMARY_METRICS}
-        # An undefined score (no text turn to score, no call block written) is NaN: shown as "-", as eval shows it.
-        say("eval: " + ", ".join(f"{k} {'-' if math.isnan(v) else f'{v:.4f}'}" for k, v in shown.items()))
+        from tunesmith.evaluate.report import score_text
+
+        say("eval: " + ", ".join(f"{k} {score_text(v)}" for k, v in shown.items()))
     from tunesmith.models.attention import use_default_attention
 
     use_default_attention(trainer.model)
